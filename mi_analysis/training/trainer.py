@@ -1,0 +1,267 @@
+"""One training loop for E2E, greedy local learning and context supply.
+
+The loop only owns the optimizer, the schedule and the bookkeeping; what is back-propagated
+where is the model's business (`LocalNet.training_step`), so K=1 (E2E) and K>1 share every line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mi_analysis.config import RunConfig
+from mi_analysis.data import TensorLoader, load_splits
+from mi_analysis.memory import SavedTensorMeter
+from mi_analysis.models import LocalNet, build
+from mi_analysis.training import io
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """One seed reaches torch (CPU and CUDA) and numpy; data order has its own per-epoch generator."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def learning_rate(config: RunConfig, epoch: int) -> float:
+    """Learning rate of a 0-based epoch: linear warm-up from warmup_start_lr, then cosine to 0."""
+    t, peak = config.train, config.lr
+    if epoch < t.warmup_epochs:
+        return t.warmup_start_lr + (peak - t.warmup_start_lr) * epoch / t.warmup_epochs
+    span = max(t.epochs - t.warmup_epochs, 1)
+    return 0.5 * peak * (1.0 + math.cos(math.pi * (epoch - t.warmup_epochs) / span))
+
+
+def build_model(config: RunConfig, info: Any, image_size: int) -> LocalNet:
+    m = config.model
+    return build(
+        m.arch, m.num_modules, m.context,
+        local_loss=m.local_loss, aux_head=m.aux_head, num_classes=info.num_classes,
+        in_channels=info.in_channels, image_size=image_size, split=m.split,
+        reconstruct=m.reconstruct, aux_widen=m.aux_widen, aux_feature_dim=m.aux_feature_dim,
+        lambdas=m.lambdas, input_mean=info.mean, input_std=info.std,
+        recompute_context=m.recompute_context, dataset=info.name,
+    )
+
+
+def new_run_dir(config: RunConfig) -> Path:
+    """A fresh directory named from the settings and a timestamp; never an existing one."""
+    root = Path(config.out_dir).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    stem = f"{config.run_name()}-{datetime.now():%Y%m%d-%H%M%S}"
+    for suffix in ["", *(f"-{i}" for i in range(1, 1000))]:
+        path = root / f"{stem}{suffix}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run directory under {root}")
+
+
+class Trainer:
+    """Trains one run; `Trainer.start(config)` for a new run, `Trainer.resume(run_dir)` to continue."""
+
+    def __init__(self, config: RunConfig, run_dir: Path) -> None:
+        self.config, self.run_dir = config, Path(run_dir)
+        self.device = resolve_device(config.train.device)
+        t, d = config.train, config.data
+        seed_everything(t.seed)
+        splits = load_splits(
+            d.dataset, d.root, download=d.download, val_fraction=d.val_fraction, seed=t.seed,
+            train_subset=d.train_subset, test_subset=d.test_subset, image_size=d.image_size,
+        )
+        self.info = splits.info
+        loader_args = dict(info=self.info, device=self.device, seed=t.seed, channels_last=t.channels_last)
+        self.train_loader = TensorLoader(
+            splits.train, batch_size=t.batch_size, shuffle=True, augment=d.augment, **loader_args
+        )
+        self.eval_loaders = {
+            name: TensorLoader(split, batch_size=max(t.batch_size, 256), shuffle=False, augment=False, **loader_args)
+            for name, split in (("val", splits.val), ("test", splits.test))
+            if split is not None
+        }
+        self.model = build_model(config, self.info, splits.train.images.shape[-1]).to(self.device)
+        if t.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=config.lr, momentum=t.momentum,
+            nesterov=t.nesterov, weight_decay=t.weight_decay,
+        )
+        if t.compile:
+            for unit in self.model.units:
+                unit.compile()
+        self.autocast_dtype = torch.bfloat16 if t.bf16 else None
+        self.start_epoch = 0
+        self.rows: list[dict[str, Any]] = []
+
+    @classmethod
+    def start(cls, config: RunConfig) -> "Trainer":
+        run_dir = new_run_dir(config)
+        config.to_yaml(run_dir / "config.yaml")
+        io.write_text(run_dir / "version.txt", io.code_version() + "\n")
+        (run_dir / "checkpoints").mkdir()
+        return cls(config, run_dir)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, config: RunConfig | None = None) -> "Trainer":
+        """Continue a run from its last complete checkpoint. `config`, when given (e.g. from
+        command-line flags), must equal the run's own config."""
+        run_dir = Path(run_dir)
+        checkpoint_path = run_dir / "checkpoints" / "last.pt"
+        if not (run_dir / "config.yaml").is_file():
+            raise ValueError(f"resume directory {run_dir} has no config.yaml: not a run directory")
+        saved = RunConfig.from_yaml(run_dir / "config.yaml")
+        if config is not None and config != saved:
+            diff = "; ".join(saved.differences(config))
+            raise ValueError(f"resume: the flags differ from the config of {run_dir}: {diff}")
+        trainer = cls(saved, run_dir)
+        if checkpoint_path.is_file():
+            state = torch.load(checkpoint_path, map_location=trainer.device, weights_only=False)
+            trainer.model.load_state_dict(state["model"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+            trainer.start_epoch, trainer.rows = state["epoch"], state["metrics"]
+        return trainer
+
+    def run(self) -> dict[str, Any]:
+        t = self.config.train
+        if self.start_epoch >= t.epochs:
+            raise ValueError(f"run {self.run_dir} is already complete ({t.epochs} epochs)")
+        for epoch in range(self.start_epoch, t.epochs):
+            row = self.train_epoch(epoch)
+            if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+                row.update({f"{name}_acc": self.evaluate(loader) for name, loader in self.eval_loaders.items()})
+            self.rows.append(row)
+            self._save(epoch + 1)
+            if t.progress:
+                shown = {k: row[k] for k in ("lr", "train_loss", "train_acc", "val_acc", "test_acc") if k in row}
+                tqdm.write(f"epoch {epoch + 1}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+        summary = self.summary()
+        io.write_json(self.run_dir / "final.json", summary)
+        return summary
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        lr = learning_rate(self.config, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        self.train_loader.set_epoch(epoch)
+        K = self.model.num_modules
+        loss_sum = torch.zeros(K, device=self.device, dtype=torch.float64)
+        correct_sum = torch.zeros(K, device=self.device, dtype=torch.float64)
+        seen, meter = 0, None
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        batches = tqdm(self.train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.config.train.progress)
+        for step, (x, y) in enumerate(batches):
+            self.optimizer.zero_grad(set_to_none=True)
+            # The first step of every epoch is measured: peak bytes saved for backward, parameters excluded.
+            if step == 0:
+                meter = SavedTensorMeter(exclude=self.model.parameters())
+            with meter if step == 0 else contextlib.nullcontext():
+                out = self.model.training_step(x, y, autocast_dtype=self.autocast_dtype)
+            self.optimizer.step()
+            loss_sum += out["loss"].double() * len(y)
+            correct_sum += out["accuracy"].double() * len(y)
+            seen += len(y)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        losses, accs = (loss_sum / seen).tolist(), (correct_sum / seen).tolist()
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "lr": lr, "time_s": elapsed, "images_per_s": seen / elapsed,
+            "peak_memory_bytes": meter.peak_bytes if meter else float("nan"),
+            "cuda_peak_bytes": torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else float("nan"),
+            "train_loss": losses[-1], "train_acc": accs[-1],
+        }
+        row.update({f"loss_m{k}": v for k, v in enumerate(losses)})
+        row.update({f"acc_m{k}": v for k, v in enumerate(accs)})
+        return row
+
+    @torch.no_grad()
+    def evaluate(self, loader: TensorLoader) -> float:
+        self.model.eval()
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        total = 0
+        for x, y in loader:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
+                logits = self.model(x)
+            correct += (logits.argmax(dim=1) == y).sum()
+            total += len(y)
+        return correct.item() / total
+
+    def _save(self, epochs_done: int) -> None:
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "epoch": epochs_done, "config": self.config.to_dict(), "metrics": self.rows,
+            "rng": {"torch": torch.get_rng_state()},
+        }
+        checkpoints = self.run_dir / "checkpoints"
+        if epochs_done in self.config.train.save_epochs:
+            io.save_checkpoint(checkpoints / f"epoch_{epochs_done:03d}.pt", state)
+        io.save_checkpoint(checkpoints / "last.pt", state)
+        io.write_csv(self.run_dir / "metrics.csv", self.rows)
+
+    def summary(self) -> dict[str, Any]:
+        """Final and best accuracies. The best epoch is chosen on validation, never on test;
+        the best test accuracy is listed separately (and labelled) only for comparison with papers."""
+        last = self.rows[-1]
+        evaluated = [r for r in self.rows if "test_acc" in r]
+        summary: dict[str, Any] = {
+            "run_dir": str(self.run_dir), "epochs": last["epoch"],
+            "final_train_acc": last["train_acc"], "final_val_acc": last.get("val_acc"),
+            "final_test_acc": last.get("test_acc"),
+            "best_test_acc_selected_on_test": max(r["test_acc"] for r in evaluated),
+            "parameters": self.model.parameter_counts(),
+            "peak_memory_bytes": max(r["peak_memory_bytes"] for r in self.rows),
+            "local_acc": [last[f"acc_m{k}"] for k in range(self.model.num_modules)],
+        }
+        with_val = [r for r in evaluated if "val_acc" in r]
+        if with_val:
+            best = max(with_val, key=lambda r: r["val_acc"])
+            summary.update(best_val_acc=best["val_acc"], best_val_epoch=best["epoch"], test_acc_at_best_val=best["test_acc"])
+        return summary
+
+
+def train(config: RunConfig) -> Path:
+    """Train a new run and return its directory."""
+    trainer = Trainer.start(config)
+    trainer.run()
+    return trainer.run_dir
+
+
+def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu") -> tuple[LocalNet, RunConfig]:
+    """The trained model of a run (eval mode) and its config; `epoch` picks a saved epoch checkpoint."""
+    run_dir = Path(run_dir)
+    name = "last.pt" if epoch is None else f"epoch_{epoch:03d}.pt"
+    path = run_dir / "checkpoints" / name
+    if not path.is_file():
+        available = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
+        raise FileNotFoundError(f"no checkpoint {name} in {run_dir}; available: {available or 'none'}")
+    state = torch.load(path, map_location=device, weights_only=False)
+    config = RunConfig.from_dict(state["config"])
+    from mi_analysis.data import dataset_info
+
+    info = dataset_info(config.data.dataset)
+    image_size = config.data.image_size or info.image_size
+    model = build_model(config, info, image_size).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), config
