@@ -155,6 +155,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mi_analysis.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mi-analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +194,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--out-dir", default="runs/demo")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks: memory, train, estimators (see `mi-analysis bench -h`)",
+                       add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,117 @@
+import csv
+import math
+
+import pytest
+import torch
+
+from mi_analysis.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mi_analysis.training import Trainer, learning_rate, load_run, train
+
+
+def tiny_config(tmp_path, **model) -> RunConfig:
+    """ResNet-20 on 16x16 synthetic images: a few seconds per run on one core."""
+    return RunConfig(
+        model=ModelConfig(arch="resnet20", **{"num_modules": 3, "context": "E", **model}),
+        data=DataConfig(dataset="synthetic", train_subset=96, test_subset=64, val_fraction=0.25, image_size=16),
+        train=TrainConfig(epochs=3, batch_size=32, base_lr=0.1, warmup_epochs=1, progress=False),
+        out_dir=str(tmp_path / "runs"),
+    )
+
+
+def test_learning_rate_schedule_known_values():
+    config = RunConfig(train=TrainConfig(epochs=160, batch_size=1024, base_lr=0.1, warmup_epochs=10, warmup_start_lr=0.01))
+    assert learning_rate(config, 0) == pytest.approx(0.01)
+    assert learning_rate(config, 5) == pytest.approx(0.01 + (0.8 - 0.01) * 0.5)
+    assert learning_rate(config, 10) == pytest.approx(0.8)
+    assert learning_rate(config, 85) == pytest.approx(0.4)  # half-way through the cosine
+    assert learning_rate(config, 159) == pytest.approx(0.4 * (1 + math.cos(math.pi * 149 / 150)))
+
+
+def test_run_directory_contents_and_metrics(tmp_path):
+    run_dir = train(tiny_config(tmp_path))
+    assert run_dir.name.startswith("synthetic-resnet20-K3-E-cross_entropy-s0-")
+    assert {p.name for p in run_dir.iterdir()} >= {"config.yaml", "version.txt", "metrics.csv", "final.json", "checkpoints"}
+    assert RunConfig.from_yaml(run_dir / "config.yaml") == tiny_config(tmp_path)
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    for k in range(3):
+        assert 0.0 <= float(rows[-1][f"acc_m{k}"]) <= 1.0 and float(rows[-1][f"loss_m{k}"]) > 0
+    assert float(rows[0]["peak_memory_bytes"]) > 0 and float(rows[0]["images_per_s"]) > 0
+    assert float(rows[0]["lr"]) == pytest.approx(0.01) and float(rows[1]["lr"]) == pytest.approx(0.1 * 32 / 128)
+    # no leftover temporary files from the atomic writes
+    assert not [p for p in run_dir.rglob("*.tmp")]
+
+
+def test_every_run_gets_a_new_directory(tmp_path):
+    config = tiny_config(tmp_path).override({"train.epochs": 1})
+    first, second = train(config), train(config)
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, context="R1E")
+    reference = train(config)
+
+    original = Trainer.train_epoch
+
+    def crash_at_third_epoch(self, epoch):
+        if epoch == 2:
+            raise Interrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_at_third_epoch)
+    trainer = Trainer.start(config)
+    with pytest.raises(Interrupt):
+        trainer.run()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert torch.load(trainer.run_dir / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 2
+
+    resumed = Trainer.resume(trainer.run_dir)
+    assert resumed.start_epoch == 2
+    resumed.run()
+    a = list(csv.DictReader(open(reference / "metrics.csv")))
+    b = list(csv.DictReader(open(trainer.run_dir / "metrics.csv")))
+    for column in ["train_loss", "train_acc", "val_acc", "test_acc", "loss_m0", "acc_m1", "loss_m2"]:
+        assert [r[column] for r in a] == [r[column] for r in b], column
+    model_a, _ = load_run(reference)
+    model_b, _ = load_run(trainer.run_dir)
+    for (name, pa), pb in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+def test_resume_refuses_other_settings_and_finished_runs(tmp_path):
+    config = tiny_config(tmp_path).override({"train.epochs": 1})
+    run_dir = train(config)
+    with pytest.raises(ValueError, match=r"flags differ .*model.context: 'E' != 'R0'"):
+        Trainer.resume(run_dir, config.override({"model.context": "R0"}))
+    with pytest.raises(ValueError, match="already complete"):
+        Trainer.resume(run_dir).run()
+    with pytest.raises(ValueError, match="not a run directory"):
+        Trainer.resume(tmp_path)
+
+
+def test_load_run_restores_the_trained_model(tmp_path):
+    config = tiny_config(tmp_path).override({"train.epochs": 2, "train.save_epochs": [1]})
+    run_dir = train(config)
+    model, loaded_config = load_run(run_dir)
+    assert loaded_config == config and not model.training
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state["model"][name])
+    early, _ = load_run(run_dir, epoch=1)
+    assert any(not torch.equal(a, b) for a, b in zip(early.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint epoch_002.pt .* available: \['epoch_001.pt', 'last.pt'\]"):
+        load_run(run_dir, epoch=2)
+
+
+def test_gpu_flags_run_on_cpu(tmp_path):
+    """bf16 autocast and channels_last are accepted on the CPU and still learn something."""
+    config = tiny_config(tmp_path).override({"train.epochs": 1, "train.bf16": True, "train.channels_last": True})
+    trainer = Trainer.start(config)
+    summary = trainer.run()
+    assert trainer.device.type == "cpu"
+    assert 0.0 <= summary["final_test_acc"] <= 1.0
