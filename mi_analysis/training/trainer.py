@@ -260,8 +260,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu")
     config = RunConfig.from_dict(state["config"])
     from mi_analysis.data import dataset_info
 
-    info = dataset_info(config.data.dataset)
-    image_size = config.data.image_size or info.image_size
-    model = build_model(config, info, image_size).to(device)
+    info = dataset_info(config.data.dataset, image_size=config.data.image_size)
+    model = build_model(config, info, info.image_size).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), config
