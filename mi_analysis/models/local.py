@@ -1,0 +1,459 @@
+"""LocalNet: any list of units, cut into K gradient-isolated modules, with local heads and context.
+
+Module k runs units cuts[k-1]+1 .. cuts[k]. Modules 0..K-2 end in an auxiliary head
+(and optionally a decoder) trained by a local loss; module K-1 ends in the network's
+classifier trained by cross-entropy. The input of module k+1 is the detached output
+of module k plus the context encoders' sum (context.py). K = 1 is end-to-end training,
+through the same code.
+
+Heads, decoders and context encoders get the papers' init (resnet.init_conv_bn_); the
+units keep whatever init they came with.
+
+Everything that depends on the configuration (unit slices per module, encoders per cut,
+loss weights per module, probe points) is fixed in __init__; a step only runs it.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mi_analysis.training.losses import LOCAL_LOSSES, cross_entropy, supervised_contrastive
+
+from . import heads, splits
+from .context import ContextSupply
+from .resnet import init_conv_bn_
+
+USER_CUTS = "user cuts"  # split_rule of a LocalNet whose cuts were given as unit indices
+
+_MODULE_INPUT = re.compile(r"m\d+\.in")
+
+
+@dataclass(frozen=True)
+class ProbePoint:
+    """A point where an activation can be captured.
+
+    where="output": forward hook on `target`, the output is the activation.
+    where="input": forward pre-hook on `target`, its first positional argument is the activation.
+    """
+    name: str
+    depth: int     # position in LocalNet.probe_points
+    module: int
+    unit: int      # flat unit index (the first unit of the module for "m{k}.in")
+    where: str
+    target: nn.Module
+
+
+class LocalNet(nn.Module):
+    """K-module network for end-to-end (K=1), greedy local (R0) and context-supply training.
+
+    Build with `mi_analysis.models.build` (CIFAR ResNets) or `LocalNet.from_units` (any units);
+    build() also passes `arch` (the registry name) and `split_rule` (how its cuts were chosen).
+    """
+
+    def __init__(self, units, cuts: Sequence[int] | int, head: nn.Module, *, input_shape: Sequence[int], num_classes: int,
+                 context: str = "R0", local_loss: str = "cross_entropy", aux_head: str = "1c2f",
+                 reconstruct: bool = False, aux_widen: float = 1, aux_feature_dim: int = 128,
+                 lambdas: Sequence[float] | None = None, input_mean=None, input_std=None,
+                 recompute_context: bool = False, split: str = "equal", dataset: str = "cifar10",
+                 arch: str | None = None, split_rule: str | None = None):
+        super().__init__()
+        names, unit_list = _named_units(units)
+        if not isinstance(head, nn.Module):
+            raise TypeError(f"head must be an nn.Module mapping the last unit's output to logits, "
+                            f"got {type(head).__name__}")
+        input_shape = _check_shape(input_shape)
+        num_classes = _check_int("num_classes", num_classes, 2)
+        aux_feature_dim = _check_int("aux_feature_dim", aux_feature_dim, 1)
+        _check_options(local_loss=local_loss, aux_head=aux_head, reconstruct=reconstruct,
+                       recompute_context=recompute_context, aux_widen=aux_widen, split=split,
+                       dataset=dataset, input_mean=input_mean, input_std=input_std)
+        shapes = _unit_output_shapes(names, unit_list, head, input_shape, num_classes)
+        if isinstance(cuts, numbers.Integral) and not isinstance(cuts, bool):
+            cuts, split_rule = splits.rule_cuts([math.prod(s) for s in shapes], int(cuts), split)
+        else:
+            cuts, split_rule = _check_cuts(cuts, len(unit_list)), split_rule or USER_CUTS
+        num_modules = len(cuts) + 1
+        endpoints, self._lambdas_source = _resolve_lambdas(reconstruct, lambdas, arch, num_modules, dataset)
+
+        self.arch = arch
+        self.num_modules = num_modules
+        self.cuts = cuts
+        self.units = nn.ModuleList(unit_list)
+        self.unit_names = names
+        self.classifier = head
+        ends = cuts + (len(unit_list) - 1,)
+        self._unit_ranges = tuple(range(a, b + 1) for a, b in zip((0,) + tuple(c + 1 for c in cuts), ends))
+        self.module_of_unit = tuple(k for k, r in enumerate(self._unit_ranges) for _ in r)
+        cut_shapes = [shapes[c] for c in cuts]
+
+        # local heads of modules 0..K-2 (the last module uses the classifier)
+        out_features = num_classes if local_loss == "cross_entropy" else aux_feature_dim
+        self.aux_heads = nn.ModuleList(
+            heads.aux_head(aux_head, s, out_features, widen=aux_widen, feature_dim=aux_feature_dim)
+            for s in cut_shapes)
+        # (lambda_x, lambda_y) per local module; without decoder the aux loss alone
+        self._lambdas = heads.module_lambdas(endpoints, num_modules) if reconstruct \
+            else ((0.0, 1.0),) * len(cuts)
+        # a decoder whose weight is 0 would take no part in training: not built
+        self._decoder_keys = tuple(str(k) if lx != 0 else None for k, (lx, _) in enumerate(self._lambdas))
+        self.decoders = nn.ModuleDict({key: heads.Decoder(cut_shapes[k], input_shape, aux_widen)
+                                       for k, key in enumerate(self._decoder_keys) if key})
+        self.context = ContextSupply(context, input_shape, cut_shapes, widen=aux_widen,
+                                     recompute=recompute_context)
+        for part in (self.aux_heads, self.decoders, self.context):
+            init_conv_bn_(part)
+        if reconstruct:
+            mean, std = _image_stats(input_mean, input_std, input_shape[0])
+            self.register_buffer("image_mean", mean, persistent=False)
+            self.register_buffer("image_std", std, persistent=False)
+
+        self._final_loss = cross_entropy
+        self._aux_loss = supervised_contrastive if local_loss == "contrast" else cross_entropy
+        self._aux_has_classes = local_loss == "cross_entropy"
+        self._probe = _probe_points(names, unit_list, self._unit_ranges)
+        self._split_rule = split_rule
+        self._input_shape = input_shape
+        self._num_classes = num_classes
+        self._options = {"context": context, "local_loss": local_loss, "aux_head": aux_head,
+                         "reconstruct": reconstruct, "aux_widen": aux_widen,
+                         "aux_feature_dim": aux_feature_dim, "lambdas": _plain(lambdas),
+                         "input_mean": _plain(input_mean), "input_std": _plain(input_std),
+                         "recompute_context": recompute_context, "split": split, "dataset": dataset}
+
+    @classmethod
+    def from_units(cls, units, cuts, head: nn.Module, *, input_shape: Sequence[int], num_classes: int,
+                   context: str = "R0", split: str = "equal", **options) -> "LocalNet":
+        """A LocalNet from any units.
+
+        units: a sequence of nn.Module (named "u0", "u1", ...) or a mapping name -> nn.Module,
+            applied in order. head: maps the last unit's output to logits (B, num_classes).
+        cuts: unit indices after which a module ends (increasing), or an int K to cut into K
+            modules by the `split` rule ("equal" units, or "balanced" activation sizes).
+        input_shape: one sample's shape, (C, H, W) for images or (F,) for vectors.
+        options: the keywords of build (local_loss, aux_head, reconstruct, aux_widen,
+            aux_feature_dim, lambdas, input_mean, input_std, recompute_context, dataset).
+        Shapes at the cuts are found by one forward pass of a zero sample without gradient.
+        `config` of such a net cannot rebuild it without the units (its "arch" is None).
+        """
+        return cls(units, cuts, head, input_shape=input_shape, num_classes=num_classes,
+                   context=context, split=split, **options)
+
+    # ---------------------------------------------------------------- running
+    def _walk(self, x: Tensor, autocast_dtype: torch.dtype | None = None) -> Iterator[tuple[int, Tensor]]:
+        """Yield (k, output of module k) in order. The caller may back-propagate module k's
+        loss before resuming; the next module then starts from the detached output."""
+        sources = self.context.start(x)
+        last = self.num_modules - 1
+        inp = x
+        for k, unit_range in enumerate(self._unit_ranges):
+            with _autocast(x, autocast_dtype):
+                h = inp
+                for i in unit_range:
+                    h = self.units[i](h)
+            yield k, h
+            if k < last:
+                with _autocast(x, autocast_dtype):
+                    inp = self.context(k, h.detach(), sources)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, num_classes), context paths included."""
+        for _, h in self._walk(x):
+            pass
+        return self.classifier(h)
+
+    def training_step(self, x: Tensor, y: Tensor, *, autocast_dtype: torch.dtype | None = None) -> dict:
+        """Forward all modules, back-propagating each module's loss right after its forward.
+
+        Gradients accumulate in .grad (the caller owns zero_grad and step). Returns detached
+        tensors: "loss" (K,) float32, "accuracy" (K,) float32 (NaN for contrast heads),
+        "logits" (B, num_classes) float32.
+        """
+        target = self._reconstruction_target(x) if self.decoders else None
+        last = self.num_modules - 1
+        losses, accuracies = [], []
+        for k, h in self._walk(x, autocast_dtype):
+            with _autocast(x, autocast_dtype):
+                if k == last:
+                    logits = self.classifier(h)
+                    loss, accuracy = self._final_loss(logits, y), _accuracy(logits, y)
+                else:
+                    loss, accuracy = self._local_loss(k, h, y, target)
+            if loss.requires_grad:
+                loss.backward()
+            losses.append(loss.detach().float())
+            accuracies.append(accuracy)
+        return {"loss": torch.stack(losses), "accuracy": torch.stack(accuracies),
+                "logits": logits.detach().float()}
+
+    def _local_loss(self, k: int, h: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(lambda_y * aux loss [+ lambda_x * reconstruction BCE], head accuracy) of module k."""
+        features = self.aux_heads[k](h)
+        aux = self._aux_loss(features, y)
+        if self._aux_has_classes:
+            accuracy = _accuracy(features, y)
+        else:  # contrast heads output embeddings, not class scores
+            accuracy = torch.full((), float("nan"), device=h.device)
+        lambda_x, lambda_y = self._lambdas[k]
+        loss = lambda_y * aux
+        if self._decoder_keys[k] is not None:
+            loss = loss + lambda_x * self.decoders[self._decoder_keys[k]].loss(h, target)
+        return loss, accuracy
+
+    def _reconstruction_target(self, x: Tensor) -> Tensor:
+        """The un-normalised image in [0, 1] (clamped: augmentation may step outside)."""
+        return (x.detach().float() * self.image_std + self.image_mean).clamp(0.0, 1.0)
+
+    # ---------------------------------------------------------------- inspection
+    @property
+    def probe_points(self) -> tuple[str, ...]:
+        return tuple(self._probe)
+
+    def probe_point(self, name: str) -> ProbePoint:
+        if name not in self._probe:
+            raise KeyError(f"probe point {name!r} is unknown; valid names: {self.probe_points}")
+        return self._probe[name]
+
+    def parameter_counts(self) -> dict[str, int]:
+        def count(*parts):
+            return sum(p.numel() for part in parts for p in part.parameters())
+        return {
+            "backbone": count(self.units, self.classifier),
+            "local_heads": count(self.aux_heads),
+            "context": count(self.context),
+            "decoders": count(self.decoders),
+            "total": count(self),
+        }
+
+    def describe(self) -> dict:
+        """JSON-serialisable summary: configuration, cuts, units per module, parameter counts."""
+        if self.arch is not None and self._split_rule != USER_CUTS:
+            per_stage = (len(self.units) - 1) // 3
+            cut_labels = ["({},{})".format(*splits.stage_block(c, per_stage)) for c in self.cuts]
+        else:
+            cut_labels = [self.unit_names[c] for c in self.cuts]
+        options = self._options
+        return {
+            "arch": self.arch or "custom",
+            "num_modules": self.num_modules,
+            "context": options["context"],
+            "split": options["split"],
+            "split_rule": self._split_rule,
+            "dataset": options["dataset"],
+            "cuts": list(self.cuts),
+            "cut_labels": cut_labels,
+            "unit_names": [[self.unit_names[i] for i in r] for r in self._unit_ranges],
+            "input_shape": list(self._input_shape),
+            "num_classes": self._num_classes,
+            "local_loss": options["local_loss"],
+            "aux_head": options["aux_head"],
+            "aux_widen": options["aux_widen"],
+            "aux_feature_dim": options["aux_feature_dim"],
+            "reconstruct": options["reconstruct"],
+            "lambdas": [list(w) for w in self._lambdas],  # (lambda_x, lambda_y) per local module
+            "lambdas_source": self._lambdas_source,
+            "decoders_at": [int(k) for k in self.decoders],
+            "recompute_context": options["recompute_context"],
+            "parameter_counts": self.parameter_counts(),
+        }
+
+    @property
+    def config(self) -> dict:
+        """The arguments that make this net again: build(**config) when config["arch"] is set,
+        else LocalNet.from_units(units, head=..., **config) with the same units."""
+        if self.arch is not None:
+            return {"arch": self.arch, "num_modules": self.num_modules, "num_classes": self._num_classes,
+                    "in_channels": self._input_shape[0], "image_size": self._input_shape[1],
+                    **self._options}
+        return {"arch": None, "cuts": list(self.cuts), "input_shape": list(self._input_shape),
+                "num_classes": self._num_classes, **self._options}
+
+
+# -------------------------------------------------------------------- helpers
+def _autocast(x: Tensor, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, dtype=dtype)
+
+
+def _accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    return (logits.argmax(1) == y).float().mean()
+
+
+def _named_units(units) -> tuple[tuple[str, ...], list[nn.Module]]:
+    if isinstance(units, (Mapping, nn.ModuleDict)):
+        names, modules = tuple(units.keys()), list(units.values())
+    elif isinstance(units, (Sequence, nn.ModuleList, nn.Sequential)):
+        modules = list(units)
+        names = tuple(f"u{i}" for i in range(len(modules)))
+    else:
+        raise TypeError(f"units must be a sequence of nn.Module or a mapping name -> nn.Module, "
+                        f"got {type(units).__name__}")
+    if not modules:
+        raise ValueError("units is empty; a network needs at least one unit")
+    for name, module in zip(names, modules):
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"unit {name!r} must be an nn.Module, got {type(module).__name__}")
+        if not isinstance(name, str) or _MODULE_INPUT.fullmatch(name):
+            raise ValueError(f"unit name {name!r} must be a str other than 'm<k>.in' "
+                             f"(reserved for module inputs)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"unit names must be unique, got {names}")
+    return names, modules
+
+
+def _check_shape(input_shape) -> tuple[int, ...]:
+    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else None
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ValueError(f"input_shape must be one sample's shape, e.g. (3, 32, 32) or (784,), "
+                         f"got {input_shape!r}")
+    return shape
+
+
+def _check_options(*, local_loss, aux_head, reconstruct, recompute_context, aux_widen, split,
+                   dataset, input_mean, input_std) -> None:
+    _check_choice("local_loss", local_loss, LOCAL_LOSSES)
+    _check_choice("aux_head", aux_head, heads.AUX_HEADS)
+    _check_bool("reconstruct", reconstruct)
+    _check_bool("recompute_context", recompute_context)
+    _check_positive("aux_widen", aux_widen)
+    splits.check_split(split)
+    if not isinstance(dataset, str):
+        raise TypeError(f"dataset must be a str (a hint for the paper tables), got {dataset!r}")
+    for name, value in (("input_mean", input_mean), ("input_std", input_std)):
+        if not (value is None or _is_number(value)
+                or (_is_iterable(value) and all(_is_number(v) for v in value))):
+            raise ValueError(f"{name} must be None, a number or per-channel numbers, got {value!r}")
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _is_number(value) -> bool:
+    """A real number (numpy scalars included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value) -> None:
+    if not _is_number(value) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_choice(name: str, value, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is unknown; expected one of {tuple(valid)}")
+
+
+def _check_cuts(cuts, num_units: int) -> tuple[int, ...]:
+    if isinstance(cuts, (str, bytes)) or not isinstance(cuts, Sequence):
+        raise TypeError(f"cuts must be a sequence of unit indices or an int number of modules, "
+                        f"got {cuts!r}")
+    cuts = tuple(cuts)
+    ok = all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in cuts)
+    if not ok or any(not 0 <= c < num_units - 1 for c in cuts) or list(cuts) != sorted(set(cuts)):
+        raise ValueError(f"cuts must be strictly increasing unit indices in 0..{num_units - 2} "
+                         f"(a module ends after each; the last unit ends the network), got {cuts}")
+    return tuple(int(c) for c in cuts)
+
+
+def _resolve_lambdas(reconstruct, lambdas, arch, num_modules, dataset):
+    """(lambda endpoints, where they came from); endpoints only matter with reconstruct."""
+    if lambdas is not None:
+        values = tuple(lambdas) if _is_iterable(lambdas) else ()
+        if len(values) != 4 or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in values):
+            raise ValueError(f"lambdas must be 4 non-negative numbers (lambda_x1, lambda_y1, "
+                             f"lambda_x2, lambda_y2), got {lambdas!r}")
+    if not reconstruct:
+        return None, "none (no decoder)"
+    if lambdas is not None:
+        return tuple(float(v) for v in lambdas), "user"
+    row = heads.paper_lambdas(arch, num_modules, dataset)
+    return (row, "paper table") if row is not None else (heads.DEFAULT_LAMBDAS, "default")
+
+
+def _image_stats(mean, std, channels: int) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std as (C, 1, 1) tensors; default 0 and 1 (x already in [0, 1])."""
+    def per_channel(name, value, default, positive):
+        values = [default] * channels if value is None else (
+            [value] * channels if _is_number(value) else list(value))
+        if len(values) != channels or not all(_is_number(v) and math.isfinite(v)
+                                              and (v > 0 or not positive) for v in values):
+            raise ValueError(f"{name} must be a number or {channels} per-channel numbers"
+                             f"{' > 0' if positive else ''}, got {value!r}")
+        return torch.tensor([float(v) for v in values], dtype=torch.float32).view(channels, 1, 1)
+    return per_channel("input_mean", mean, 0.0, False), per_channel("input_std", std, 1.0, True)
+
+
+def _plain(value):
+    """Numbers and sequences of numbers (numpy included) as Python floats and lists, for YAML."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    return float(value) if _is_number(value) else [float(v) for v in value]
+
+
+def _is_iterable(value) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return not isinstance(value, (str, bytes))
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules: nn.Module):
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+def _unit_output_shapes(names: Sequence[str], units: list[nn.Module], head: nn.Module,
+                        input_shape: tuple[int, ...], num_classes: int) -> list[tuple[int, ...]]:
+    """Per-sample output shape of every unit, from one eval-mode forward of a zero sample."""
+    reference = next((t for m in (*units, head) for t in (*m.parameters(), *m.buffers())
+                      if t.is_floating_point()), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    dtype = reference.dtype if reference is not None else torch.float32
+    h = torch.zeros((1, *input_shape), device=device, dtype=dtype)
+    shapes = []
+    with torch.no_grad(), _eval_mode(*units, head):
+        for name, unit in zip(names, units):
+            h = unit(h)
+            if not isinstance(h, Tensor):
+                raise TypeError(f"unit {name!r} must return one tensor, got {type(h).__name__}")
+            shapes.append(tuple(h.shape[1:]))
+        logits = head(h)
+    if tuple(logits.shape) != (1, num_classes):
+        raise ValueError(f"head must map the last unit's output to (batch, num_classes) = "
+                         f"(1, {num_classes}) logits, got shape {tuple(logits.shape)}")
+    return shapes
+
+
+def _probe_points(names, units, unit_ranges) -> dict[str, ProbePoint]:
+    points: list[ProbePoint] = []
+    for k, unit_range in enumerate(unit_ranges):
+        if k > 0:
+            first = unit_range[0]
+            points.append(ProbePoint(f"m{k}.in", len(points), k, first, "input", units[first]))
+        for i in unit_range:
+            points.append(ProbePoint(names[i], len(points), k, i, "output", units[i]))
+    return {p.name: p for p in points}
