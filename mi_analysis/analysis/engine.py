@@ -1,0 +1,169 @@
+"""One analysis pass of one model: capture every point once, then run the estimators point by point.
+
+The fitting set (PCA bases, decoders) and the probe set (every reported number) are disjoint;
+both are captured in one forward pass each for all points, pooled inside the hooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from mi_analysis.capture import capture
+
+from .measure import Inputs, fit_pca, measure_point, reduce_point, uses_reduced_x
+from .settings import RECONSTRUCTION, RECONSTRUCTION_ROWS, AnalysisConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """A point to measure and where it sits: depth along the network, module index."""
+
+    name: str
+    depth: int
+    module: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeData:
+    """Model inputs of the fitting and probe sets, the probe labels, and the inputs to reconstruct.
+
+    fit_x, probe_x: what the model takes (e.g. normalised images); labels: int64 (n_probe,);
+    target_fit, target_probe: (n, D) float, e.g. pixels on the 0..1 scale.
+    """
+
+    fit_x: Tensor
+    probe_x: Tensor
+    labels: Tensor
+    target_fit: Tensor
+    target_probe: Tensor
+
+    def __post_init__(self) -> None:
+        n_fit, n_probe = len(self.fit_x), len(self.probe_x)
+        if len(self.target_fit) != n_fit or len(self.labels) != n_probe or len(self.target_probe) != n_probe:
+            raise ValueError(
+                f"probe data disagree in length: fit_x {n_fit}, target_fit {len(self.target_fit)}, probe_x {n_probe}, "
+                f"labels {len(self.labels)}, target_probe {len(self.target_probe)}"
+            )
+        if n_fit < 2:
+            raise ValueError(f"the fitting set needs at least 2 samples, got {n_fit}")
+
+
+def wanted_methods(config: AnalysisConfig) -> list[tuple[str, str]]:
+    """(quantity, method) pairs the config asks for, in table order."""
+    methods = {"I(h;y)": config.y_estimators, "I(h;x)": config.x_estimators}
+    return [(q, m) for q in config.quantities for m in methods[q]]
+
+
+def row_estimators(method: str) -> tuple[str, ...]:
+    """The estimator names of the rows a method writes."""
+    return RECONSTRUCTION_ROWS if method == RECONSTRUCTION else (method,)
+
+
+def measure_model(
+    model: nn.Module,
+    points: list[Point],
+    data: ProbeData,
+    config: AnalysisConfig,
+    base_row: dict[str, Any],
+    device: torch.device,
+    *,
+    done: Callable[[tuple[str, ...]], bool] = lambda key: False,
+    emit: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
+) -> list[dict[str, Any]]:
+    """Rows for every point and wanted (quantity, method) not yet `done`; `emit` gets each point's rows
+    as soon as they exist (so a table grows point by point). base_row holds run, mode, K, seed, epoch.
+
+    A point whose activations equal those of an earlier point on both sets (the input "m{k}.in" of
+    plain GLL, R0, is the detached output of module k-1) reuses that point's results: the estimators
+    are deterministic given their inputs and seed, so the rows are what recomputing would give.
+    """
+    todo: dict[str, list[tuple[str, str]]] = {}
+    for point in points:
+        missing = [
+            (quantity, method) for quantity, method in wanted_methods(config)
+            if not all(done(key_of(base_row, point.name, quantity, name)) for name in row_estimators(method))
+        ]  # fmt: skip
+        if missing:
+            todo[point.name] = missing
+    if not todo:
+        return []
+    names = list(todo)
+    pool = ("avgpool", config.pool)
+    fit = _capture(model, data.fit_x, names, pool, config, device, "fitting")
+    probe = _capture(model, data.probe_x, names, pool, config, device, "probe")
+    needs_x = any(quantity == "I(h;x)" and uses_reduced_x(method) for quantity, method in wanted_methods(config))
+    inputs = _inputs(data, config, device, needs_x)
+    rows: list[dict[str, Any]] = []
+    measured: list[tuple[Tensor, Tensor, dict]] = []  # (fit_h, probe_h, (quantity, method) -> results)
+    for point in points:
+        if point.name not in todo:
+            continue
+        fit_h, probe_h = fit.pop(point.name), probe.pop(point.name)
+        results = next((known for f, p, known in measured if _same(f, fit_h) and _same(p, probe_h)), None)
+        if results is None:
+            results = {}
+            measured.append((fit_h, probe_h, results))
+        missing = [pair for pair in todo[point.name] if pair not in results]
+        if missing:
+            fit_d, probe_d = fit_h.to(device), probe_h.to(device)
+            reduced = reduce_point(fit_d, probe_d, config.pca_dim)
+            for pair in missing:
+                results[pair] = measure_point(fit_d, probe_d, reduced, inputs, config, [pair])
+        point_rows = [
+            _row(base_row, point, quantity, estimator, result)
+            for pair in todo[point.name] for quantity, estimator, result in results[pair]
+            if not done(key_of(base_row, point.name, quantity, estimator))
+        ]  # fmt: skip
+        emit(point_rows)
+        rows += point_rows
+    return rows
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and torch.equal(a, b)
+
+
+def _capture(model: nn.Module, x: Tensor, names: list[str], pool, config: AnalysisConfig, device: torch.device,
+             which: str) -> dict[str, Tensor]:  # fmt: skip
+    try:
+        return dict(capture(model, x, names, pool, batch_size=config.batch_size, device=device))
+    except RuntimeError as err:
+        raise ValueError(
+            f"the model's forward pass failed on the {which} set (inputs of shape {tuple(x.shape)}, "
+            f"dtype {x.dtype}): {err}"
+        ) from err
+
+
+def _inputs(data: ProbeData, config: AnalysisConfig, device: torch.device, needs_x: bool) -> Inputs:
+    target_fit = data.target_fit.flatten(1).float().to(device)
+    target_probe = data.target_probe.flatten(1).float().to(device)
+    reduced_x = None
+    if needs_x:
+        pca = fit_pca(target_fit, config.x_pca_dim)
+        reduced_x = target_probe if pca is None else pca.transform(target_probe)
+    return Inputs(data.labels.to(device), target_fit, target_probe, reduced_x)
+
+
+def key_of(base_row: dict[str, Any], point: str, quantity: str, estimator: str) -> tuple[str, ...]:
+    """The table key (run, epoch, point, quantity, estimator) as text, like table.row_key."""
+    return (str(base_row["run"]), str(base_row["epoch"]), point, quantity, estimator)
+
+
+def requested_keys(base_row: dict[str, Any], points: list[Point], config: AnalysisConfig) -> set[tuple[str, ...]]:
+    """Keys of every row the config asks for at these points."""
+    return {
+        key_of(base_row, point.name, quantity, name)
+        for point in points for quantity, method in wanted_methods(config) for name in row_estimators(method)
+    }  # fmt: skip
+
+
+def _row(base_row: dict[str, Any], point: Point, quantity: str, estimator: str, result) -> dict[str, Any]:
+    return {
+        **base_row, "point": point.name, "depth": point.depth, "module": point.module, "quantity": quantity,
+        "estimator": estimator, "kind": result.kind, "value": float(result.value),
+        "ci_low": float(result.ci[0]), "ci_high": float(result.ci[1]), "n": int(result.n),
+    }  # fmt: skip

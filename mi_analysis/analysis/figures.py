@@ -1,0 +1,100 @@
+"""The figures of `mi-analysis plot`: from mi.csv tables and run directories to PNG + PDF files.
+
+    paths = make_figures(["runs/"], "figures/")
+
+Written (each as .png and .pdf), when the tables hold what they need:
+- depth_<quantity>_<estimator>: one quantity along the depth, every (mode, K), CIs, cuts marked;
+- information_depth: I(h;x) and I(h;y) side by side, with the preferred estimator of each;
+- plane_<mode>_K<K>: the information plane across epochs (runs with several analysed epochs);
+- accuracy_vs_k, memory_vs_k, local_accuracy: from the run directories' metrics.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from mi_analysis import plots
+
+from .runs import collect_runs
+from .table import MI_COLUMNS, row_key
+
+# The estimator shown in the side-by-side figure, first one present wins.
+PREFERRED = {
+    "I(h;x)": ("reconstruction_gaussian", "kde_upper", "infonce", "reconstruction_mse"),
+    "I(h;y)": ("probe_linear", "probe_mlp", "mixed_knn"),
+}
+SLUGS = {"I(h;x)": "Ihx", "I(h;y)": "Ihy"}
+
+
+def read_inputs(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """(mi rows, run summaries) from mi.csv files and folders (searched for mi tables and run directories).
+    Rows found twice (a table named directly and through its folder) are kept once."""
+    rows: dict[tuple[str, ...], dict[str, str]] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for item in map(Path, inputs):
+        if item.is_dir():
+            tables = [p for p in sorted(item.rglob("*.csv")) if _is_mi_table(p)]
+            summaries.update((s["path"], s) for s in collect_runs(item))
+        elif item.is_file():
+            if not _is_mi_table(item):
+                raise ValueError(f"{item} is not an mi.csv table (columns {list(MI_COLUMNS)})")
+            tables = [item]
+        else:
+            raise FileNotFoundError(f"plot input {item} does not exist; pass run folders or mi.csv files")
+        for table in tables:
+            rows.update((row_key(row), row) for row in plots.read_table(table))
+    return list(rows.values()), list(summaries.values())
+
+
+def _is_mi_table(path: Path) -> bool:
+    with open(path, newline="") as handle:
+        return tuple(next(csv.reader(handle), ())) == MI_COLUMNS
+
+
+def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """Write every figure the inputs allow into out_dir; returns the files written (PNG and PDF)."""
+    mi_rows, summaries = read_inputs(inputs)
+    if not mi_rows and not summaries:
+        raise ValueError(f"found no mi.csv rows and no run directories in {[str(i) for i in inputs]}")
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+
+    def save(figure, name: str) -> None:
+        written.extend(plots.save_figure(figure, out_dir / name))
+
+    estimators = defaultdict(set)
+    for row in mi_rows:
+        estimators[row["quantity"]].add(row["estimator"])
+    for quantity in sorted(estimators):
+        for estimator in sorted(estimators[quantity]):
+            figure = plots.plot_information_along_depth(mi_rows, quantity, estimator)
+            save(figure, f"depth_{SLUGS.get(quantity, quantity)}_{estimator}")
+    chosen = {q: _preferred(q, estimators[q]) for q in estimators}
+    if set(chosen) == set(plots.QUANTITIES):
+        x_est, y_est = chosen["I(h;x)"], chosen["I(h;y)"]
+        save(plots.plot_information_panel(mi_rows, x_estimator=x_est, y_estimator=y_est), "information_depth")
+        for mode, k in _several_epochs(mi_rows):
+            figure = plots.plot_information_plane(mi_rows, mode, K=k, x_estimator=x_est, y_estimator=y_est)
+            save(figure, f"plane_{mode}_K{k}")
+    with_accuracy = [s for s in summaries if s["test_acc"] == s["test_acc"]]  # NaN: not evaluated yet
+    if with_accuracy:
+        save(plots.plot_accuracy_vs_k(with_accuracy), "accuracy_vs_k")
+        save(plots.plot_memory_vs_k(with_accuracy), "memory_vs_k")
+        save(plots.plot_local_accuracy(with_accuracy), "local_accuracy")
+    return written
+
+
+def _preferred(quantity: str, present: set[str]) -> str:
+    return next((e for e in PREFERRED.get(quantity, ()) if e in present), min(present))
+
+
+def _several_epochs(rows: list[dict[str, str]]) -> list[tuple[str, int]]:
+    """(mode, K) of the runs analysed at more than one epoch."""
+    epochs = defaultdict(set)
+    for row in rows:
+        mode = "E2E" if row["K"] == "1" else row["mode"]
+        epochs[(mode, int(row["K"]), row["run"])].add(row["epoch"])
+    return sorted({(mode, k) for (mode, k, _), seen in epochs.items() if len(seen) > 1})

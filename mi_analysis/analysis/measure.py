@@ -1,0 +1,126 @@
+"""The quantities at one point, from the pooled activations of the fitting and probe sets.
+
+    reduced = reduce_point(fit_h, probe_h, config.pca_dim)    # PCA fitted on the fitting set
+    results = measure_point(fit_h, probe_h, reduced, inputs, config, [("I(h;y)", "probe_linear")])
+    # -> [(quantity, estimator, MIResult)]
+
+What each I(h; x) number is (REFERENCE section 9): for a deterministic network and a continuous
+x, the Shannon I(h; x) is infinite, and on N samples any estimate of it is at most log N. So no
+row claims to be "the" I(h; x):
+- reconstruction_gaussian: a proxy (see reconstruction.py), reconstruction_mse: InfoPro's
+  held-out reconstruction error (not in nats);
+- kde_upper / kde_lower: rigorous bounds on I(T; X) for the NOISY representation
+  T = reduced h + N(0, sigma^2 I), X the sample drawn uniformly from the probe set; capped at
+  log N; sigma = config.kde_sigma x the RMS distance of a reduced h from its mean;
+- infonce (nwj, mine): lower bounds on I(reduced h; reduced x) from a trained critic, InfoNCE
+  capped at log(batch size).
+For I(h; y): probe_* are lower bounds H(y) - held-out cross-entropy (<= H(y)); mixed_knn is an
+estimate, biased low in high dimension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import Tensor
+
+from mi_analysis.capture import PCA
+from mi_analysis.estimators import MIResult, estimate
+
+from .reconstruction import reconstruction_results
+from .settings import RECONSTRUCTION, AnalysisConfig
+
+KDE_METHODS = ("kde_upper", "kde_lower")
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What the I(h; x) and I(h; y) estimators pair h with.
+
+    labels: int64 (n_probe,); target_fit, target_probe: the inputs to reconstruct (n, D) on the
+    0..1 pixel scale; reduced_x: the probe inputs PCA-reduced (n_probe, x_pca_dim), for critics.
+    """
+
+    labels: Tensor
+    target_fit: Tensor
+    target_probe: Tensor
+    reduced_x: Tensor | None
+
+
+def fit_pca(fitting: Tensor, dim: int) -> PCA | None:
+    """PCA of the flattened fitting activations to min(dim, rank) components; None when the
+    activation has at most `dim` dims (nothing to reduce) or is constant (rank 0)."""
+    fitting = fitting.flatten(1)
+    m, d = fitting.shape
+    dim = min(dim, m - 1)
+    if d <= dim:
+        return None
+    try:
+        return PCA(dim).fit(fitting)
+    except ValueError:  # rank below dim: keep every direction that varies
+        centred = (fitting - fitting.mean(0)).double()
+        rank = int(torch.linalg.matrix_rank(centred))
+        return PCA(rank).fit(fitting) if rank > 0 else None
+
+
+def reduce_point(fit_h: Tensor, probe_h: Tensor, dim: int) -> Tensor:
+    """The probe activations (n, <= dim) in the PCA basis of the fitting activations (float32)."""
+    pca = fit_pca(fit_h, dim)
+    return probe_h.flatten(1).float() if pca is None else pca.transform(probe_h)
+
+
+def measure_point(
+    fit_h: Tensor, probe_h: Tensor, reduced: Tensor, inputs: Inputs, config: AnalysisConfig,
+    wanted: list[tuple[str, str]],
+) -> list[tuple[str, str, MIResult]]:  # fmt: skip
+    """(quantity, estimator, result) for every (quantity, method) in `wanted`.
+
+    fit_h, probe_h: pooled activations (n, d); reduced: the PCA-reduced probe activations.
+    The method "reconstruction" yields two results (reconstruction_gaussian, reconstruction_mse).
+    """
+    out = []
+    for quantity, method in wanted:
+        if method == RECONSTRUCTION:
+            results = reconstruction_results(
+                fit_h.flatten(1), inputs.target_fit, probe_h.flatten(1), inputs.target_probe,
+                kind=config.decoder, seed=config.seed,
+            )  # fmt: skip
+            out += [(quantity, name, result) for name, result in results.items()]
+        elif quantity == "I(h;y)":
+            out.append((quantity, method, _estimate(reduced, inputs.labels, method, config)))
+        elif method in KDE_METHODS:
+            # each probe sample its own group: I(h + noise; X) with X the sample index, <= log N
+            index = torch.arange(len(reduced), device=reduced.device)
+            out.append((quantity, method, _estimate(reduced, index, method, config)))
+        else:
+            out.append((quantity, method, _estimate(reduced, inputs.reduced_x, method, config)))
+    return out
+
+
+def uses_reduced_x(method: str) -> bool:
+    """Whether an I(h;x) method pairs h with the PCA-reduced input (critics, k-NN) rather than with
+    the decoder target (reconstruction) or the sample index (KDE)."""
+    return method != RECONSTRUCTION and method not in KDE_METHODS
+
+
+def _estimate(h: Tensor, y: Tensor, method: str, config: AnalysisConfig) -> MIResult:
+    return estimate(h, y, method, seed=config.seed, **method_params(method, h, config))
+
+
+def method_params(method: str, h: Tensor, config: AnalysisConfig) -> dict:
+    """The keyword arguments the config sets for a registry method (its defaults otherwise)."""
+    if method.startswith("probe_"):
+        params = {"folds": config.probe_folds}
+        if method == "probe_linear":
+            params["weight_decays"] = config.probe_weight_decays
+        return params
+    if method in ("mixed_knn", "ksg", "ksg2"):
+        return {"k": config.knn_k}
+    if method in KDE_METHODS:
+        spread = math.sqrt(float(h.double().var(0).sum()))  # RMS distance of a sample from the mean
+        return {"sigma": config.kde_sigma * spread if spread > 0 else config.kde_sigma}
+    if method in ("infonce", "nwj", "mine", "smile"):
+        return {"batch_size": config.infonce_batch_size, "max_epochs": config.infonce_epochs}
+    return {}

@@ -1,0 +1,331 @@
+"""Entry points: analyze_run (a trained run directory), analyze_model (any nn.Module), collect_runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mi_analysis.capture import UnknownPointError
+from mi_analysis.config import RunConfig
+from mi_analysis.data import load_splits, normalize
+from mi_analysis.training.io import read_csv
+from mi_analysis.training.trainer import load_run, resolve_device
+
+from .engine import Point, ProbeData, measure_model, requested_keys
+from .settings import POINT_SETS, AnalysisConfig
+from .table import MI_COLUMNS, MiTable, format_value, row_key
+
+INT_COLUMNS = ("K", "seed", "epoch", "depth", "module", "n")
+FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
+
+
+# ---------------------------------------------------------------- points
+
+
+def select_points(model: nn.Module, points: str | Sequence[str]) -> list[Point]:
+    """The points to measure, in depth order for a LocalNet (points may be "boundaries", "all" or names)
+    and in the given order for any other module (names from named_modules(), depth = position)."""
+    if hasattr(model, "probe_points"):
+        valid = tuple(model.probe_points)
+        if points == "all":
+            names = list(valid)
+        elif points == "boundaries":
+            names = boundary_points(model)
+        else:
+            names = _names(points, valid, model)
+        chosen = [model.probe_point(name) for name in names]
+        return [Point(p.name, p.depth, p.module) for p in sorted(chosen, key=lambda p: p.depth)]
+    modules = [name for name, _ in model.named_modules() if name]
+    if isinstance(points, str) and points in POINT_SETS:
+        raise ValueError(
+            f"points={points!r} needs a LocalNet; for a {type(model).__name__} pass names from "
+            f"named_modules(): {modules}"
+        )
+    return [Point(name, depth, 0) for depth, name in enumerate(_names(points, modules, model))]
+
+
+def boundary_points(model: nn.Module) -> list[str]:
+    """Module boundaries of a LocalNet: every module input "m{k}.in" and the output of the last unit of
+    every module. An E2E net (one module) has no cuts: there, every unit output."""
+    if model.num_modules == 1:
+        return list(model.unit_names)
+    ends = {model.unit_names[c] for c in (*model.cuts, len(model.unit_names) - 1)}
+    return [name for name in model.probe_points if name in ends or name.endswith(".in")]
+
+
+def _names(points: str | Sequence[str], valid: Sequence[str], model: nn.Module) -> list[str]:
+    names = [points] if isinstance(points, str) else list(points)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"points must be distinct point names, got {points!r}")
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        raise UnknownPointError(f"unknown point(s) {unknown} for {type(model).__name__}; valid names: {list(valid)}")
+    return names
+
+
+# ---------------------------------------------------------------- a run directory
+
+
+def analyze_run(
+    run_dir: str | Path,
+    config: AnalysisConfig = AnalysisConfig(),
+    *,
+    epochs: None | str | Sequence[int] = None,
+    out: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Per-layer I(h;y) and I(h;x) of a trained run, appended to mi.csv; returns this call's rows.
+
+    run_dir: a run directory (config.yaml, checkpoints/). epochs: None (the last checkpoint),
+        "all" (every saved epoch_XXX.pt and the last), or a list of epoch numbers.
+    out: the table (default <run_dir>/mi.csv); its settings are kept beside it (analysis.yaml).
+    Probe set: config.probe_size samples of the run's test split (which training never selects on),
+    drawn with config.seed; fitting set (PCA, decoders): up to config.fit_size samples of the
+    run's training split. Rows already in the table for (run, epoch, point, quantity, estimator)
+    are not recomputed and never rewritten; the returned list holds them too (as read back).
+    """
+    run_dir = Path(run_dir)
+    run_config = _run_config(run_dir)
+    checkpoints = _checkpoints(run_dir, epochs)
+    table = MiTable(out if out is not None else run_dir / "mi.csv", config)
+    device = resolve_device(config.device)
+    m = run_config.model
+    data, rows, requested = None, [], set()
+    for epoch, checkpoint_epoch in checkpoints:
+        base = {"run": run_dir.name, "mode": "E2E" if m.num_modules == 1 else m.context, "K": m.num_modules,
+                "seed": run_config.train.seed, "epoch": epoch}  # fmt: skip
+        model, _ = load_run(run_dir, checkpoint_epoch, device=str(device))
+        points = select_points(model, config.points)  # unknown names fail before any data is loaded
+        requested |= requested_keys(base, points, config)
+        data = data or _run_probe_data(run_config, config)
+        rows += measure_model(model, points, data, config, base, device, done=table.done, emit=table.append)
+    return _this_call(table, requested, rows)
+
+
+def _run_config(run_dir: Path) -> RunConfig:
+    if not (run_dir / "config.yaml").is_file():
+        raise ValueError(f"{run_dir} is not a run directory: it has no config.yaml")
+    return RunConfig.from_yaml(run_dir / "config.yaml")
+
+
+def _checkpoints(run_dir: Path, epochs: None | str | Sequence[int]) -> list[tuple[int, int | None]]:
+    """(epoch, argument for load_run) for each epoch to analyse; load_run(None) is last.pt."""
+    folder = run_dir / "checkpoints"
+    last_path = folder / "last.pt"
+    if not last_path.is_file():
+        raise FileNotFoundError(f"run directory {run_dir} has no checkpoints/last.pt: nothing trained to analyse")
+    last = int(torch.load(last_path, map_location="cpu", weights_only=False)["epoch"])
+    saved = (int(path.stem.removeprefix("epoch_")) for path in folder.glob("epoch_[0-9][0-9][0-9].pt"))
+    available = {**{epoch: epoch for epoch in saved}, last: None}  # epoch -> load_run's epoch argument
+    if epochs is None:
+        return [(last, None)]
+    if epochs == "all":
+        return sorted(available.items())
+    if isinstance(epochs, str) or not isinstance(epochs, Iterable):
+        raise ValueError(f"epochs must be None, 'all' or a list of epoch numbers, got {epochs!r}")
+    missing = [e for e in epochs if e not in available]
+    if missing:
+        raise ValueError(f"epochs {missing} have no checkpoint in {run_dir}; available epochs: {sorted(available)}")
+    return [(e, available[e]) for e in sorted(set(epochs))]
+
+
+def _run_probe_data(run: RunConfig, config: AnalysisConfig) -> ProbeData:
+    """Probe set from the run's test split, fitting set from its training split, as the model sees them."""
+    d = run.data
+    splits = load_splits(
+        d.dataset, d.root, download=False, val_fraction=d.val_fraction, seed=run.train.seed,
+        train_subset=d.train_subset, test_subset=d.test_subset, image_size=d.image_size,
+    )  # fmt: skip
+    test, train = splits.test, splits.train
+    if config.probe_size is not None and config.probe_size > len(test):
+        raise ValueError(
+            f"probe_size={config.probe_size} is larger than the {len(test)} images of the {d.dataset} test split "
+            "the probe set is drawn from; choose probe_size <= that (or None for all)"
+        )
+    probe = _draw(len(test), config.probe_size, config.seed)
+    fit = _draw(len(train), config.fit_size, config.seed + 1)
+    return ProbeData(
+        fit_x=normalize(train.images[fit], splits.info),
+        probe_x=normalize(test.images[probe], splits.info),
+        labels=test.labels[probe],
+        target_fit=train.images[fit].float().div(255).flatten(1),  # un-normalised pixels, 0..1
+        target_probe=test.images[probe].float().div(255).flatten(1),
+    )
+
+
+def _draw(n: int, size: int | None, seed: int) -> Tensor:
+    """Indices of a seeded random subset of min(size, n) of range(n) (all of them for None)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order if size is None else order[:size]
+
+
+def _this_call(table: MiTable, requested: set[tuple[str, ...]], computed: list[dict]) -> list[dict[str, Any]]:
+    """The rows this call asked for: those found in the table (typed, in table order), then those computed."""
+    fresh = {row_key({k: format_value(v) for k, v in row.items()}) for row in computed}
+    earlier = [
+        typed_row(row) for row in (read_csv(table.path) if table.path.exists() else [])
+        if row_key(row) in requested and row_key(row) not in fresh
+    ]  # fmt: skip
+    return earlier + computed
+
+
+def typed_row(row: Mapping[str, str]) -> dict[str, Any]:
+    """An mi.csv row read as text, with numbers as int / float ('' as None)."""
+    out: dict[str, Any] = {}
+    for column in MI_COLUMNS:
+        text = row[column]
+        if column in INT_COLUMNS:
+            out[column] = int(text) if text != "" else None
+        elif column in FLOAT_COLUMNS:
+            out[column] = float(text)
+        else:
+            out[column] = text
+    return out
+
+
+# ---------------------------------------------------------------- any model
+
+
+def analyze_model(
+    model: nn.Module,
+    data: Any,
+    points: str | Sequence[str] | None = None,
+    *,
+    labels: Any = None,
+    config: AnalysisConfig = AnalysisConfig(),
+    fit_data: Any = None,
+    target: Callable[[Tensor], Tensor] | None = None,
+    run: str | None = None,
+    epoch: int = 0,
+) -> list[dict[str, Any]]:
+    """I(h;y) and I(h;x) at named points of any nn.Module, without training; returns mi.csv rows.
+
+    data: an (x, y) pair of tensors/arrays, a tensor x with `labels`, or an iterable of (x, y)
+        batches (a DataLoader). points: names from model.named_modules() (for a LocalNet also
+        "boundaries", "all" or probe point names); default config.points.
+    fit_data: the fitting set for the PCA bases and decoders, in the same forms; by default a
+        seeded part of `data` (the probe set is config.probe_size samples, default half of them).
+    target: maps inputs x to what the decoder reconstructs (e.g. un-normalised pixels); default x.
+    run, epoch: the run and epoch columns (default the model's class name and 0). Rows have mode
+        "E2E" and K=1, except for a LocalNet (its context mode and K); seed is empty.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    chosen = select_points(model, config.points if points is None else points)
+    x, y = _materialize(data, labels, "data")
+    if fit_data is None:
+        n_probe = config.probe_size if config.probe_size is not None else len(x) // 2
+        if n_probe >= len(x):
+            raise ValueError(
+                f"probe_size={n_probe} leaves none of the {len(x)} samples of data for fitting; choose a smaller "
+                "probe_size or pass fit_data"
+            )
+        order = _draw(len(x), None, config.seed)
+        probe, rest = order[:n_probe], order[n_probe:]
+        fit_x = x[rest[: config.fit_size]]
+    else:
+        if config.probe_size is not None and config.probe_size > len(x):
+            raise ValueError(f"probe_size={config.probe_size} is larger than the {len(x)} samples of data")
+        probe = _draw(len(x), config.probe_size, config.seed)
+        fit_x, _ = _materialize(fit_data, None, "fit_data", need_labels=False)
+        fit_x = fit_x[_draw(len(fit_x), config.fit_size, config.seed + 1)]
+    probe_x = x[probe]
+    target = target or (lambda inputs: inputs)
+    probe_data = ProbeData(fit_x, probe_x, y[probe], target(fit_x).flatten(1), target(probe_x).flatten(1))
+    k = getattr(model, "num_modules", 1)
+    mode = "E2E" if k == 1 else model.config["context"]
+    base = {"run": run or type(model).__name__, "mode": mode, "K": k, "seed": None, "epoch": epoch}
+    device = resolve_device(config.device)
+    return measure_model(model, chosen, probe_data, config, base, device)
+
+
+def _materialize(data: Any, labels: Any, name: str, *, need_labels: bool = True) -> tuple[Tensor, Tensor | None]:
+    """(x, y) tensors from an (x, y) pair, a tensor x (with `labels`), or an iterable of x or (x, y)
+    batches. y is None only when labels are not needed (the fitting set)."""
+    if isinstance(data, (Tensor, np.ndarray)):
+        if labels is None and need_labels:
+            raise ValueError(f"{name} is a tensor of inputs: pass labels= (int class labels, one per sample)")
+        x, y = _tensor(data), None if labels is None else _tensor(labels)
+    elif isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (Tensor, np.ndarray)) for v in data):
+        x, y = _tensor(data[0]), _tensor(data[1])
+    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, Mapping)):
+        batches = [item if isinstance(item, (tuple, list)) else (item,) for item in data]
+        if not batches or (need_labels and not all(len(b) >= 2 for b in batches)):
+            raise ValueError(f"{name} as an iterable must yield (x, y) batches")
+        x = torch.cat([_tensor(b[0]) for b in batches])
+        y = torch.cat([_tensor(b[1]) for b in batches]) if need_labels else None
+    else:
+        raise TypeError(f"{name} must be an (x, y) pair of tensors, a tensor x with labels=, or an iterable of (x, y) "
+                        f"batches, got {type(data).__name__}")  # fmt: skip
+    if not need_labels:
+        return x, None
+    if len(x) != len(y):
+        raise ValueError(f"{name} has {len(x)} inputs but {len(y)} labels")
+    if y.dim() != 1 or y.is_floating_point():
+        raise ValueError(f"{name} labels must be integer class labels of shape (n,), got {y.dtype} {tuple(y.shape)}")
+    return x, y.long()
+
+
+def _tensor(value: Any) -> Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+        return value.float() if value.is_floating_point() else value
+    if not isinstance(value, Tensor):
+        raise TypeError(f"expected a tensor or numpy array, got {type(value).__name__}")
+    return value.detach().cpu()
+
+
+# ---------------------------------------------------------------- run summaries
+
+
+def collect_runs(root: str | Path) -> list[dict[str, Any]]:
+    """One summary row per run directory under `root` (or `root` itself), for the accuracy, memory
+    and local-head plots: run, path, dataset, arch, mode ("E2E" for K=1), K, context, local_loss, seed,
+    epochs (done), test_acc and val_acc (last evaluated epoch), best_val_acc and test_acc_at_best_val
+    (the epoch chosen on validation, never on test), peak_memory_bytes (max over epochs), and
+    acc_m0 .. acc_m{K-1} (local-head training accuracy at the last epoch). Missing numbers are NaN."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs root {root} is not a directory")
+    found = sorted(p.parent for p in root.rglob("config.yaml") if (p.parent / "metrics.csv").is_file())
+    return [_summary(run_dir) for run_dir in found]
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    config = RunConfig.from_yaml(run_dir / "config.yaml")
+    rows = read_csv(run_dir / "metrics.csv")
+    m = config.model
+    evaluated = [r for r in rows if _number(r.get("test_acc")) is not None]
+    final = evaluated[-1] if evaluated else {}
+    with_val = [r for r in evaluated if _number(r.get("val_acc")) is not None]
+    best = max(with_val, key=lambda r: _number(r["val_acc"])) if with_val else {}
+    memory = [v for v in (_number(r.get("peak_memory_bytes")) for r in rows) if v is not None]
+    summary = {
+        "run": run_dir.name, "path": str(run_dir), "dataset": config.data.dataset, "arch": m.arch,
+        "mode": "E2E" if m.num_modules == 1 else m.context, "K": m.num_modules, "context": m.context,
+        "local_loss": m.local_loss, "seed": config.train.seed, "epochs": int(rows[-1]["epoch"]) if rows else 0,
+        "test_acc": _nan(final.get("test_acc")), "val_acc": _nan(final.get("val_acc")),
+        "best_val_acc": _nan(best.get("val_acc")), "test_acc_at_best_val": _nan(best.get("test_acc")),
+        "peak_memory_bytes": max(memory) if memory else math.nan,
+    }  # fmt: skip
+    last = rows[-1] if rows else {}
+    summary.update({f"acc_m{k}": _nan(last.get(f"acc_m{k}")) for k in range(m.num_modules)})
+    return summary
+
+
+def _number(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _nan(text: Any) -> float:
+    value = _number(text)
+    return math.nan if value is None else value

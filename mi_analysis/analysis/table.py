@@ -1,0 +1,125 @@
+"""mi.csv: the tidy table of an analysis, appended atomically and never rewritten.
+
+One row per (run, epoch, point, quantity, estimator). The settings that produced the rows are
+kept next to the table (analysis.yaml for mi.csv, <stem>.analysis.yaml for any other name) and
+every append checks them, so one table never mixes rows of different settings. Appending writes
+the old bytes unchanged plus the new lines to a temporary file and renames it over the table
+(training.io.atomic_write): a crash leaves the old table or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from mi_analysis.training.io import atomic_write, read_csv
+
+from .settings import AnalysisConfig
+
+MI_COLUMNS = (
+    "run", "mode", "K", "seed", "epoch", "point", "depth", "module",
+    "quantity", "estimator", "kind", "value", "ci_low", "ci_high", "n",
+)  # fmt: skip
+KEY_COLUMNS = ("run", "epoch", "point", "quantity", "estimator")
+
+
+def settings_path(table: Path) -> Path:
+    """Where the settings of `table` live: analysis.yaml beside mi.csv, else <stem>.analysis.yaml."""
+    table = Path(table)
+    return table.with_name("analysis.yaml" if table.name == "mi.csv" else f"{table.stem}.analysis.yaml")
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row[column]) for column in KEY_COLUMNS)
+
+
+def format_value(value: Any) -> str:
+    """A cell as text: floats with full precision (repr), NaN as 'nan', None as ''."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+class MiTable:
+    """An mi.csv file bound to one AnalysisConfig's settings.
+
+    MiTable(path, config) raises ValueError when the file already holds rows of other settings
+    (or rows without a settings file, or other columns). `done(key)` tells whether a row exists;
+    `append(rows)` adds new rows and refuses to replace existing ones.
+    """
+
+    def __init__(self, path: str | Path, config: AnalysisConfig) -> None:
+        self.path = Path(path)
+        self.settings = config.settings()
+        self._settings_file = settings_path(self.path)
+        self._keys: set[tuple[str, ...]] = set()
+        if self.path.exists():
+            self._check_existing()
+            self._keys = {row_key(row) for row in read_csv(self.path)}
+
+    def _check_existing(self) -> None:
+        with open(self.path, newline="") as handle:
+            header = next(csv.reader(handle), None)
+        if header is not None and tuple(header) != MI_COLUMNS:
+            raise ValueError(
+                f"{self.path} is not an mi.csv table: its columns are {header}, expected {list(MI_COLUMNS)}"
+            )
+        if header is not None and not self._settings_file.is_file():
+            raise ValueError(
+                f"{self.path} holds rows but no settings file {self._settings_file.name}; their settings are unknown, "
+                "so new rows cannot be added to it: write to another table (--out PATH / out=)"
+            )
+        if self._settings_file.is_file():
+            stored = yaml.safe_load(self._settings_file.read_text()) or {}
+            if header is not None and stored != self.settings:
+                differences = [
+                    f"{key}: {stored.get(key)!r} in the table, {self.settings.get(key)!r} now"
+                    for key in sorted(set(stored) | set(self.settings))
+                    if stored.get(key) != self.settings.get(key)
+                ]
+                raise ValueError(
+                    f"{self.path} holds rows of other analysis settings ({'; '.join(differences)}); rows of "
+                    "different settings are never mixed in one table: write to another table (--out PATH / out=)"
+                )
+
+    def done(self, key: tuple[str, ...]) -> bool:
+        return key in self._keys
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        keys = [row_key({k: format_value(v) for k, v in row.items()}) for row in rows]
+        repeated = [key for key in keys if key in self._keys] or [k for i, k in enumerate(keys) if k in keys[:i]]
+        if repeated:
+            raise ValueError(
+                f"{self.path} already has a row for (run, epoch, point, quantity, estimator) = {repeated[0]}"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if fresh:
+            atomic_write(self._settings_file, lambda f: f.write(_settings_text(self.settings)))
+        old = b"" if fresh else self.path.read_bytes()
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if fresh:
+            writer.writerow(MI_COLUMNS)
+        for row in rows:
+            writer.writerow([format_value(row[column]) for column in MI_COLUMNS])
+        atomic_write(self.path, lambda f: f.write(old + buffer.getvalue().encode()), mode="wb")
+        self._keys.update(keys)
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    header = (
+        "# Settings of the rows in the table beside this file (mi_analysis AnalysisConfig, without the\n"
+        "# selection fields points/quantities/estimators/device/batch_size). Do not edit.\n"
+    )
+    return header + yaml.safe_dump(settings, sort_keys=False)
