@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -87,13 +88,18 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mi_analysis.distributed.launch import launched_by_torchrun, train_parallel
     from mi_analysis.training import Trainer
 
     if args.resume:
         explicit = any(getattr(args, d, None) is not None for d in CONFIG_FLAGS) or args.overrides or args.config
-        trainer = Trainer.resume(args.resume, config_from_args(args) if explicit else None)
+        config = config_from_args(args) if explicit else None
     else:
-        trainer = Trainer.start(config_from_args(args))
+        config = config_from_args(args)
+    if args.nproc is not None or args.parallel or args.schedule or launched_by_torchrun():
+        return train_parallel(config, resume=args.resume, nproc=args.nproc, parallel=args.parallel,
+                              schedule=args.schedule)
+    trainer = Trainer.resume(args.resume, config) if args.resume else Trainer.start(config)
     print(f"run directory: {trainer.run_dir}")
     summary = trainer.run()
     print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
@@ -149,9 +155,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mi_analysis.demo import run_demo
+    from mi_analysis.demo import DemoSettings, run_demo
 
-    run_demo(out_dir=Path(args.out_dir), dataset=args.dataset, epochs=args.epochs, num_modules=args.modules)
+    settings = DemoSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)
+                               if getattr(args, f.name) is not None})
+    run_demo(settings, Path(args.out_dir))
     return 0
 
 
@@ -161,6 +169,63 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+# analyze flags that map one-to-one onto AnalysisConfig fields
+ANALYSIS_FLAGS = ("points", "quantities", "y_estimators", "x_estimators", "probe_size", "fit_size", "seed",
+                  "device", "decoder", "pool", "pca_dim")
+
+
+def analysis_config_from_args(args: argparse.Namespace):
+    """--config file (or the defaults) < flags."""
+    from mi_analysis.analysis import AnalysisConfig
+
+    config = AnalysisConfig.from_yaml(args.config) if args.config else AnalysisConfig()
+    flags = {field: getattr(args, field) for field in ANALYSIS_FLAGS if getattr(args, field) is not None}
+    if "points" in flags:
+        flags["points"] = flags["points"][0] if len(flags["points"]) == 1 else tuple(flags["points"])
+    for field in ("quantities", "y_estimators", "x_estimators"):
+        if field in flags:
+            flags[field] = tuple(flags[field])
+    return config.replace(**flags)
+
+
+def _epochs(values: list[str] | None):
+    if values is None:
+        return None
+    if values == ["all"]:
+        return "all"
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--epochs takes 'all' or epoch numbers, got {values}") from None
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from mi_analysis.analysis import analyze_run, settings_path
+
+    config = analysis_config_from_args(args)
+    epochs = _epochs(args.epochs)
+    kinds = set()
+    for run_dir in args.run_dirs:
+        table = args.out if args.out is not None else run_dir / "mi.csv"
+        rows = analyze_run(run_dir, config, epochs=epochs, out=table)
+        kinds |= {(row["quantity"], row["estimator"], row["kind"]) for row in rows}
+        print(f"{run_dir}: {len(rows)} rows in {table} (settings: {settings_path(table)})", flush=True)
+    print("what each number is: " + "; ".join(f"{q} {e}: {k}" for q, e, k in sorted(kinds)))
+    if any(q == "I(h;x)" for q, _, _ in kinds):
+        print("I(h;x) of a deterministic network is infinite for continuous x and at most log N on N samples:"
+              " its rows are bounds for a noisy h, critic lower bounds, or proxies (mi_analysis/analysis/measure.py)")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from mi_analysis.analysis.figures import make_figures
+
+    written = make_figures(args.inputs, args.out)
+    for path in written:
+        print(path)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mi-analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +233,15 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run (E2E, GLL or ContSup)")
     _add_train_flags(p)
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train with N local processes (gloo on the CPU, NCCL with one GPU each); under "
+                        "torchrun leave it out")
+    p.add_argument("--parallel", choices=("data", "module"),
+                   help="with several processes: data (each a shard of every batch; default) or module "
+                        "(each a run of consecutive modules, pipelined; needs N <= --modules)")
+    p.add_argument("--schedule", choices=("sync", "async"),
+                   help="module parallel: sync (one batch in flight per link; default) or async (ranks run "
+                        "ahead within a bounded queue); both give the single-process numbers")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("describe", help="parameter counts, cuts, FLOPs and activation memory of a model")
@@ -188,12 +262,43 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="runs")
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("demo", help="offline E2E vs GLL vs ContSup comparison on a small real data set")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--modules", "-K", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=None)
+    p = sub.add_parser("demo", help="offline: train E2E, GLL and ContSup, analyse, plot, summarise (CPU, minutes)")
+    p.add_argument("--dataset", help="digits (default, bundled) or fashion_mnist / another registered set")
+    p.add_argument("--root", help="data folder, e.g. /usr/share/datasets/fashion-mnist")
+    p.add_argument("--arch", help="default resnet32")
+    p.add_argument("--modules", "-K", dest="num_modules", type=int, help="K of the local runs (default 8)")
+    p.add_argument("--aux-head", help="local heads (default 0c1f)")
+    p.add_argument("--epochs", type=int, help="default: the quick recipe's")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--probe-size", type=int, help="probe samples from the test split (default: all)")
     p.add_argument("--out-dir", default="runs/demo")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("analyze", help="per-layer I(h;x) and I(h;y) of trained runs -> mi.csv")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    p.add_argument("--config", type=Path, help="YAML AnalysisConfig (flags override it)")
+    p.add_argument("--epochs", nargs="+", metavar="all|N", help="'all' saved epochs or epoch numbers (default: last)")
+    p.add_argument("--points", nargs="+", metavar="boundaries|all|NAME",
+                   help="module boundaries (default), every probe point, or point names")
+    p.add_argument("--quantities", nargs="+", choices=["x", "y", "I(h;x)", "I(h;y)"], help="default: both")
+    p.add_argument("--y-estimators", nargs="+", metavar="METHOD",
+                   help="I(h;y) methods (default probe_linear mixed_knn)")
+    p.add_argument("--x-estimators", nargs="+", metavar="METHOD",
+                   help="I(h;x) methods: reconstruction, kde_upper, infonce, ... (default reconstruction kde_upper)")
+    p.add_argument("--probe-size", type=int, help="samples of the test split in the probe set (default: all)")
+    p.add_argument("--fit-size", type=int, help="training-split samples for PCA and decoders (default 2000)")
+    p.add_argument("--seed", type=int, help="probe/fitting draws and estimator seeds")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--decoder", choices=["linear", "mlp"], help="reconstruction decoder")
+    p.add_argument("--pool", type=int, help="average-pool activations to POOL x POOL before PCA")
+    p.add_argument("--pca-dim", type=int, help="PCA dims of each point for the estimators")
+    p.add_argument("--out", type=Path, help="the table to write (default RUN_DIR/mi.csv)")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("plot", help="figures (PNG + PDF) from run folders and mi.csv tables")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="RUNS_ROOT_OR_MI_CSV")
+    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("bench", help="benchmarks: memory, train, estimators (see `mi-analysis bench -h`)",
                        add_help=False)

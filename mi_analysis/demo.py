@@ -1,57 +1,201 @@
-"""`mi-analysis demo`: E2E vs greedy local learning vs context supply, offline, on a CPU.
+"""`mi-analysis demo`: how greedy local learning loses information and context supply recovers it.
 
-Trains the same ResNet end-to-end, greedily (R0) and with context supply (E, R1E) at one K on a
-small real data set (scikit-learn's digits by default) with the quick recipe, and writes a table
-of final accuracy and local-head accuracy per module.
+Offline, on a CPU, in a few minutes: trains the same ResNet end-to-end (E2E), greedily (GLL, R0)
+and with context supply (E, R1E) at one K on a small real data set (scikit-learn's digits by
+default; Fashion-MNIST from a folder of IDX files with `--dataset fashion_mnist --root DIR`),
+analyses every module boundary of every run into one mi.csv, draws the figures and writes
+summary.md: per boundary, I(h;y) and I(h;x) of each mode with 95% CIs, what GLL lost against E2E
+and how much of it ContSup recovered.
+
+The default setting (ResNet-32, K=8, linear 0c1f heads, 16x16 digits, 12 epochs) was chosen so
+that the effect is visible at this scale: small heads and many modules make each greedy module
+keep only what a linear read-out of its pooled features needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from mi_analysis.config import DataConfig, ModelConfig, RunConfig
 from mi_analysis.recipes import recipe
 from mi_analysis.training.io import write_text
 
 DEMO_MODES = ("E2E", "R0", "E", "R1E")
+LOCAL_MODES = DEMO_MODES[1:]
+CONTSUP_MODES = ("E", "R1E")
+Z95 = 1.959964  # two-sided 95% normal quantile
 
 
-def demo_configs(out_dir: Path, dataset: str = "digits", num_modules: int = 4, epochs: int | None = None,
-                 arch: str = "resnet32", seed: int = 0) -> dict[str, RunConfig]:
-    train = recipe("quick", dataset)
-    train = dataclasses.replace(train, seed=seed, progress=False, epochs=epochs or train.epochs)
-    configs = {}
-    for mode in DEMO_MODES:
-        model = ModelConfig(arch=arch, num_modules=1 if mode == "E2E" else num_modules,
-                            context="R0" if mode == "E2E" else mode)
-        configs[mode] = RunConfig(model=model, data=DataConfig(dataset=dataset), train=train, out_dir=str(out_dir))
-    return configs
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    dataset: str = "digits"
+    root: str = DataConfig().root
+    arch: str = "resnet32"
+    num_modules: int = 8
+    aux_head: str = "0c1f"
+    epochs: int | None = None  # None: the quick recipe's
+    seed: int = 0
+    probe_size: int | None = None  # None: the whole test split (497 digits)
+
+
+def demo_configs(settings: DemoSettings, out_dir: Path) -> dict[str, RunConfig]:
+    """One run config per mode; everything but the model's K and context is shared."""
+    s = settings
+    train = recipe("quick", s.dataset)
+    train = dataclasses.replace(train, seed=s.seed, progress=False, epochs=s.epochs or train.epochs)
+    data = DataConfig(dataset=s.dataset, root=s.root)
+    return {
+        mode: RunConfig(
+            model=ModelConfig(arch=s.arch, num_modules=1 if mode == "E2E" else s.num_modules,
+                              context="R0" if mode == "E2E" else mode, aux_head=s.aux_head),
+            data=data, train=train, out_dir=str(out_dir / "runs"),
+        )
+        for mode in DEMO_MODES
+    }
+
+
+def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs/demo")) -> str:
+    """Train, analyse, plot and summarise; returns the summary (markdown), also in out_dir/summary.md."""
+    from mi_analysis.analysis import AnalysisConfig, analyze_run
+    from mi_analysis.analysis.figures import make_figures
+    from mi_analysis.training import Trainer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for mode, config in demo_configs(settings, out_dir).items():
+        start = time.perf_counter()
+        trainer = Trainer.start(config)
+        print(f"[demo] training {mode} (K={config.model.num_modules}) -> {trainer.run_dir}", flush=True)
+        summaries[mode] = trainer.run()
+        timings[f"train {mode}"] = time.perf_counter() - start
+
+    analysis = AnalysisConfig(probe_size=settings.probe_size, seed=settings.seed)
+    mi_rows = []
+    for mode, summary in summaries.items():
+        start = time.perf_counter()
+        print(f"[demo] analysing {mode}", flush=True)
+        mi_rows += analyze_run(summary["run_dir"], analysis, out=out_dir / "mi.csv")
+        timings[f"analyse {mode}"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    figures = make_figures([out_dir / "mi.csv", out_dir / "runs"], out_dir / "figures")
+    timings["figures"] = time.perf_counter() - start
+
+    boundaries = _boundary_units(summaries["R0"]["run_dir"])
+    summary = render_summary(settings, summaries, mi_rows, boundaries, timings, figures)
+    write_text(out_dir / "summary.md", summary)
+    print(summary)
+    return summary
+
+
+def _boundary_units(run_dir: str) -> list[str]:
+    """Names of the last unit of every local module (where the cuts fall)."""
+    from mi_analysis.training import load_run
+
+    model, _ = load_run(run_dir)
+    return [model.unit_names[c] for c in model.cuts]
+
+
+def _value(rows: Sequence[dict[str, Any]], mode: str, point: str, quantity: str, estimator: str) -> dict | None:
+    for row in rows:
+        if (row["mode"], row["point"], row["quantity"], row["estimator"]) == (mode, point, quantity, estimator):
+            return row
+    return None
+
+
+def _se(row: dict[str, Any]) -> float:
+    """Standard error from a row's 95% CI (assumes a symmetric, normal interval)."""
+    return (float(row["ci_high"]) - float(row["ci_low"])) / (2 * Z95)
+
+
+def _fmt(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    return f"{float(row['value']):.3f} [{float(row['ci_low']):.3f}, {float(row['ci_high']):.3f}]"
+
+
+def _difference(a: dict | None, b: dict | None) -> str:
+    """a - b with a 95% CI from the two standard errors (independent probe fits assumed)."""
+    if a is None or b is None:
+        return "-"
+    d = float(a["value"]) - float(b["value"])
+    half = Z95 * math.hypot(_se(a), _se(b))
+    return f"{d:+.3f} ± {half:.3f}"
+
+
+def _recovered(e2e: dict | None, gll: dict | None, contsup: dict | None) -> str:
+    if None in (e2e, gll, contsup):
+        return "-"
+    lost = float(e2e["value"]) - float(gll["value"])
+    if lost <= 0:
+        return "no loss"
+    return f"{100 * (float(contsup['value']) - float(gll['value'])) / lost:.0f}%"
+
+
+def boundary_table(rows: Sequence[dict[str, Any]], boundaries: Sequence[str], quantity: str, estimator: str) -> str:
+    """Markdown table: per module boundary, each mode's value [CI], GLL's loss and ContSup's recovery."""
+    head = ["boundary", "unit", *(("E2E" if m == "E2E" else m) for m in DEMO_MODES), "GLL - E2E",
+            *(f"{m} - GLL" for m in CONTSUP_MODES), *(f"{m} recovered" for m in CONTSUP_MODES)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for k, unit in enumerate(boundaries):
+        values = {mode: _value(rows, mode, unit, quantity, estimator) for mode in DEMO_MODES}
+        cells = [f"after module {k}", unit, *(_fmt(values[m]) for m in DEMO_MODES),
+                 _difference(values["R0"], values["E2E"]),
+                 *(_difference(values[m], values["R0"]) for m in CONTSUP_MODES),
+                 *(_recovered(values["E2E"], values["R0"], values[m]) for m in CONTSUP_MODES)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def accuracy_table(summaries: dict[str, dict[str, Any]]) -> str:
     """Markdown: final test accuracy and each module's local-head accuracy (last epoch, training data)."""
     width = max(len(s["local_acc"]) for s in summaries.values())
-    header = "| mode | K | test acc | val acc | " + " | ".join(f"head m{k}" for k in range(width)) + " |"
-    lines = [header, "|" + " --- |" * (4 + width)]
+    head = ["mode", "K", "test acc", "val acc", *(f"head m{k}" for k in range(width))]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for mode, s in summaries.items():
         heads = [f"{a:.3f}" for a in s["local_acc"]] + [""] * (width - len(s["local_acc"]))
-        lines.append(f"| {mode} | {len(s['local_acc'])} | {s['final_test_acc']:.3f} | {s['final_val_acc']:.3f} | "
-                     + " | ".join(heads) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append("| " + " | ".join([mode, str(len(s["local_acc"])), f"{s['final_test_acc']:.3f}",
+                                        f"{s['final_val_acc']:.3f}", *heads]) + " |")
+    return "\n".join(lines)
 
 
-def run_demo(out_dir: Path, dataset: str = "digits", epochs: int | None = None, num_modules: int = 4) -> str:
-    from mi_analysis.training import Trainer
+def _kind(rows: Sequence[dict[str, Any]], estimator: str) -> str:
+    return next((str(r["kind"]) for r in rows if r["estimator"] == estimator), "?")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = {}
-    for mode, config in demo_configs(out_dir, dataset, num_modules, epochs).items():
-        trainer = Trainer.start(config)
-        print(f"[demo] training {mode} (K={config.model.num_modules}) -> {trainer.run_dir}", flush=True)
-        summaries[mode] = trainer.run()
-    table = accuracy_table(summaries)
-    write_text(out_dir / "accuracy.md", table)
-    print(table)
-    return table
+
+def render_summary(settings: DemoSettings, summaries: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]],
+                   boundaries: Sequence[str], timings: dict[str, float], figures: Sequence[Path]) -> str:
+    s = settings
+    parts = [
+        "# mi-analysis demo",
+        "",
+        f"{s.arch} on {s.dataset}, K={s.num_modules} modules, {s.aux_head} local heads, seed {s.seed}; "
+        "E2E vs greedy local learning (GLL = R0) vs context supply (E, R1E). All values in nats; "
+        "brackets are 95% confidence intervals; differences carry ± half-widths of 95% CIs "
+        "(standard errors combined as independent). 'recovered' = (ContSup - GLL) / (E2E - GLL).",
+        "",
+        "## Accuracy",
+        "",
+        accuracy_table(summaries),
+    ]
+    for quantity, estimator, why in (
+        ("I(h;y)", "probe_linear", "a lower bound: H(y) minus the held-out cross-entropy of a linear probe"),
+        ("I(h;y)", "mixed_knn", "an estimate (Ross's mixed k-NN on pooled, PCA-reduced h; biased low in high dimension)"),
+        ("I(h;x)", "reconstruction_gaussian", "a proxy: the Gaussian-channel information implied by how well "
+         "a decoder reconstructs x from h (I(h;x) of a deterministic network is infinite in theory)"),
+        ("I(h;x)", "kde_upper", "an upper bound for h + Gaussian noise (Kolchinsky-Tracey), capped at log N"),
+    ):
+        if not any(r["estimator"] == estimator for r in rows):
+            continue
+        parts += ["", f"## {quantity}, {estimator} ({_kind(rows, estimator)})", "", f"Kind: {why}.", "",
+                  boundary_table(rows, boundaries, quantity, estimator)]
+    parts += ["", "## Wall time (seconds)", "", "| stage | s |", "| --- | --- |"]
+    parts += [f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()]
+    parts += ["", "## Figures", ""] + [f"- {p}" for p in figures if p.suffix == ".png"]
+    return "\n".join(parts) + "\n"

@@ -147,21 +147,70 @@ class LocalNet(nn.Module):
                    context=context, split=split, **options)
 
     # ---------------------------------------------------------------- running
+    # One module at a time: the steps that _walk and training_step chain, public so that a
+    # caller (e.g. mi_analysis.distributed, one rank per group of modules) can run a subset.
+    def context_sources(self, x: Tensor) -> dict[int, Tensor]:
+        """The context sources of a batch: the detached module inputs that later cuts read,
+        starting with the image x (module 0's input) when a cut reads it. Pass the dict to
+        next_input, which adds and drops entries as the cuts go by."""
+        return self.context.start(x)
+
+    def module_forward(self, k: int, inp: Tensor, autocast_dtype: torch.dtype | None = None) -> Tensor:
+        """Output of module k (its units in order) for its input `inp` (the image for k = 0)."""
+        with _autocast(inp, autocast_dtype):
+            h = inp
+            for i in self._unit_ranges[k]:
+                h = self.units[i](h)
+        return h
+
+    def next_input(self, k: int, h: Tensor, sources: dict[int, Tensor],
+                   autocast_dtype: torch.dtype | None = None) -> Tensor:
+        """Input of module k+1: detach(h) (module k's output) plus the context encoders of cut k
+        applied to `sources` (updated in place). Gradients reach only those encoders."""
+        with _autocast(h, autocast_dtype):
+            return self.context(k, h.detach(), sources)
+
+    def module_loss(self, k: int, h: Tensor, y: Tensor, target: Tensor | None = None,
+                    autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, accuracy, head output) of module k from its output h: the local loss and
+        auxiliary head for k < K-1 (accuracy NaN for contrast heads), the classifier's
+        cross-entropy and logits for the last module. target: reconstruction_target(x) when
+        the net has decoders."""
+        with _autocast(h, autocast_dtype):
+            if k == self.num_modules - 1:
+                logits = self.classifier(h)
+                return self._final_loss(logits, y), _accuracy(logits, y), logits
+            return self._local_loss(k, h, y, target)
+
+    def module_parts(self, k: int) -> tuple[nn.Module, ...]:
+        """The parts trained by module k's loss: its units, its auxiliary head and decoder (or
+        the classifier for the last module) and the context encoders of cut k-1 that feed it."""
+        parts = [self.units[i] for i in self._unit_ranges[k]]
+        if k == self.num_modules - 1:
+            parts.append(self.classifier)
+        else:
+            parts.append(self.aux_heads[k])
+            if self._decoder_keys[k] is not None:
+                parts.append(self.decoders[self._decoder_keys[k]])
+        if k > 0:
+            parts.extend(self.context.encoders_at(k - 1))
+        return tuple(parts)
+
+    def reconstruction_target(self, x: Tensor) -> Tensor | None:
+        """The decoders' target for a batch x (None when the net has no decoder)."""
+        return self._reconstruction_target(x) if self.decoders else None
+
     def _walk(self, x: Tensor, autocast_dtype: torch.dtype | None = None) -> Iterator[tuple[int, Tensor]]:
         """Yield (k, output of module k) in order. The caller may back-propagate module k's
         loss before resuming; the next module then starts from the detached output."""
-        sources = self.context.start(x)
+        sources = self.context_sources(x)
         last = self.num_modules - 1
         inp = x
-        for k, unit_range in enumerate(self._unit_ranges):
-            with _autocast(x, autocast_dtype):
-                h = inp
-                for i in unit_range:
-                    h = self.units[i](h)
+        for k in range(self.num_modules):
+            h = self.module_forward(k, inp, autocast_dtype)
             yield k, h
             if k < last:
-                with _autocast(x, autocast_dtype):
-                    inp = self.context(k, h.detach(), sources)
+                inp = self.next_input(k, h, sources, autocast_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, num_classes), context paths included."""
@@ -176,16 +225,10 @@ class LocalNet(nn.Module):
         tensors: "loss" (K,) float32, "accuracy" (K,) float32 (NaN for contrast heads),
         "logits" (B, num_classes) float32.
         """
-        target = self._reconstruction_target(x) if self.decoders else None
-        last = self.num_modules - 1
+        target = self.reconstruction_target(x)
         losses, accuracies = [], []
         for k, h in self._walk(x, autocast_dtype):
-            with _autocast(x, autocast_dtype):
-                if k == last:
-                    logits = self.classifier(h)
-                    loss, accuracy = self._final_loss(logits, y), _accuracy(logits, y)
-                else:
-                    loss, accuracy = self._local_loss(k, h, y, target)
+            loss, accuracy, logits = self.module_loss(k, h, y, target, autocast_dtype)
             if loss.requires_grad:
                 loss.backward()
             losses.append(loss.detach().float())
@@ -193,8 +236,8 @@ class LocalNet(nn.Module):
         return {"loss": torch.stack(losses), "accuracy": torch.stack(accuracies),
                 "logits": logits.detach().float()}
 
-    def _local_loss(self, k: int, h: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(lambda_y * aux loss [+ lambda_x * reconstruction BCE], head accuracy) of module k."""
+    def _local_loss(self, k: int, h: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(lambda_y * aux loss [+ lambda_x * reconstruction BCE], head accuracy, head output) of module k."""
         features = self.aux_heads[k](h)
         aux = self._aux_loss(features, y)
         if self._aux_has_classes:
@@ -205,7 +248,7 @@ class LocalNet(nn.Module):
         loss = lambda_y * aux
         if self._decoder_keys[k] is not None:
             loss = loss + lambda_x * self.decoders[self._decoder_keys[k]].loss(h, target)
-        return loss, accuracy
+        return loss, accuracy, features
 
     def _reconstruction_target(self, x: Tensor) -> Tensor:
         """The un-normalised image in [0, 1] (clamped: augmentation may step outside)."""

@@ -76,7 +76,14 @@ def new_run_dir(config: RunConfig) -> Path:
 
 
 class Trainer:
-    """Trains one run; `Trainer.start(config)` for a new run, `Trainer.resume(run_dir)` to continue."""
+    """Trains one run; `Trainer.start(config)` for a new run, `Trainer.resume(run_dir)` to continue.
+
+    Multi-process training (mi_analysis.distributed) subclasses it through the hooks marked
+    "hook": `_gradients` (one batch's gradients), `_reduce_epoch` and `_reduce_counts` (sums over
+    processes), `_create_run_dir` and `is_main_process` (only one process writes files).
+    """
+
+    is_main_process = True  # hook: the process that writes the run directory
 
     def __init__(self, config: RunConfig, run_dir: Path) -> None:
         self.config, self.run_dir = config, Path(run_dir)
@@ -112,17 +119,22 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []
 
     @classmethod
-    def start(cls, config: RunConfig) -> "Trainer":
+    def start(cls, config: RunConfig, **options: Any) -> "Trainer":
+        """A new run directory and a trainer for it; `options` go to the constructor (subclasses)."""
+        return cls(config, cls._create_run_dir(config), **options)
+
+    @classmethod
+    def _create_run_dir(cls, config: RunConfig) -> Path:  # hook
         run_dir = new_run_dir(config)
         config.to_yaml(run_dir / "config.yaml")
         io.write_text(run_dir / "version.txt", io.code_version() + "\n")
         (run_dir / "checkpoints").mkdir()
-        return cls(config, run_dir)
+        return run_dir
 
     @classmethod
-    def resume(cls, run_dir: str | Path, config: RunConfig | None = None) -> "Trainer":
+    def resume(cls, run_dir: str | Path, config: RunConfig | None = None, **options: Any) -> "Trainer":
         """Continue a run from its last complete checkpoint. `config`, when given (e.g. from
-        command-line flags), must equal the run's own config."""
+        command-line flags), must equal the run's own config; `options` go to the constructor."""
         run_dir = Path(run_dir)
         checkpoint_path = run_dir / "checkpoints" / "last.pt"
         if not (run_dir / "config.yaml").is_file():
@@ -131,7 +143,7 @@ class Trainer:
         if config is not None and config != saved:
             diff = "; ".join(saved.differences(config))
             raise ValueError(f"resume: the flags differ from the config of {run_dir}: {diff}")
-        trainer = cls(saved, run_dir)
+        trainer = cls(saved, run_dir, **options)
         if checkpoint_path.is_file():
             state = torch.load(checkpoint_path, map_location=trainer.device, weights_only=False)
             trainer.model.load_state_dict(state["model"])
@@ -150,11 +162,12 @@ class Trainer:
                 row.update({f"{name}_acc": self.evaluate(loader) for name, loader in self.eval_loaders.items()})
             self.rows.append(row)
             self._save(epoch + 1)
-            if t.progress:
+            if t.progress and self.is_main_process:
                 shown = {k: row[k] for k in ("lr", "train_loss", "train_acc", "val_acc", "test_acc") if k in row}
                 tqdm.write(f"epoch {epoch + 1}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         summary = self.summary()
-        io.write_json(self.run_dir / "final.json", summary)
+        if self.is_main_process:
+            io.write_json(self.run_dir / "final.json", summary)
         return summary
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -170,31 +183,48 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
-        batches = tqdm(self.train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.config.train.progress)
+        batches = tqdm(self.train_loader, desc=f"epoch {epoch + 1}", leave=False,
+                       disable=not (self.config.train.progress and self.is_main_process))
         for step, (x, y) in enumerate(batches):
             self.optimizer.zero_grad(set_to_none=True)
             # The first step of every epoch is measured: peak bytes saved for backward, parameters excluded.
             if step == 0:
                 meter = SavedTensorMeter(exclude=self.model.parameters())
             with meter if step == 0 else contextlib.nullcontext():
-                out = self.model.training_step(x, y, autocast_dtype=self.autocast_dtype)
+                out = self._gradients(x, y)
             self.optimizer.step()
             loss_sum += out["loss"].double() * len(y)
             correct_sum += out["accuracy"].double() * len(y)
             seen += len(y)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        elapsed = time.perf_counter() - start
-        losses, accs = (loss_sum / seen).tolist(), (correct_sum / seen).tolist()
-        row: dict[str, Any] = {
-            "epoch": epoch + 1, "lr": lr, "time_s": elapsed, "images_per_s": seen / elapsed,
+        totals = self._reduce_epoch({
+            "loss_sum": loss_sum, "correct_sum": correct_sum, "seen": seen, "time_s": time.perf_counter() - start,
             "peak_memory_bytes": meter.peak_bytes if meter else float("nan"),
             "cuda_peak_bytes": torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else float("nan"),
+        })
+        seen, elapsed = totals["seen"], totals["time_s"]
+        losses, accs = (totals["loss_sum"] / seen).tolist(), (totals["correct_sum"] / seen).tolist()
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "lr": lr, "time_s": elapsed, "images_per_s": seen / elapsed,
+            "peak_memory_bytes": totals["peak_memory_bytes"], "cuda_peak_bytes": totals["cuda_peak_bytes"],
             "train_loss": losses[-1], "train_acc": accs[-1],
         }
         row.update({f"loss_m{k}": v for k, v in enumerate(losses)})
         row.update({f"acc_m{k}": v for k, v in enumerate(accs)})
         return row
+
+    def _gradients(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:  # hook
+        """Gradients of one batch into .grad; "loss" and "accuracy" (K,) as in LocalNet.training_step."""
+        return self.model.training_step(x, y, autocast_dtype=self.autocast_dtype)
+
+    def _reduce_epoch(self, totals: dict[str, Any]) -> dict[str, Any]:  # hook
+        """One epoch's loss_sum, correct_sum (K,), seen, time_s and peaks over every process."""
+        return totals
+
+    def _reduce_counts(self, counts: torch.Tensor) -> torch.Tensor:  # hook
+        """Evaluation counts (correct, total) summed over every process."""
+        return counts
 
     @torch.no_grad()
     def evaluate(self, loader: TensorLoader) -> float:
@@ -206,7 +236,8 @@ class Trainer:
                 logits = self.model(x)
             correct += (logits.argmax(dim=1) == y).sum()
             total += len(y)
-        return correct.item() / total
+        correct, total = self._reduce_counts(torch.stack([correct, torch.tensor(total, device=self.device)])).tolist()
+        return correct / total
 
     def _save(self, epochs_done: int) -> None:
         state = {
