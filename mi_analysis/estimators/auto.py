@@ -44,6 +44,7 @@ from .registry import get, register
 from .uncertainty import ci_from_stderr
 
 KSG_K = 5
+MIN_SAMPLES_PER_DIM = 4  # n >= 4 (dx + dy): the joint correlation matrix must be well estimated
 
 
 def normal_scores(a: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -91,6 +92,12 @@ def _auto_labels(x: torch.Tensor, y: torch.Tensor, seed: int) -> MIResult:
 
 def _auto_continuous(x: torch.Tensor, y: torch.Tensor, seed: int, tolerance: float) -> MIResult:
     n, dx = x.shape[0], x.shape[1]
+    if n < MIN_SAMPLES_PER_DIM * (dx + y.shape[1]):
+        raise ValueError(
+            f"method='auto' with continuous y needs n >= {MIN_SAMPLES_PER_DIM} * (dx + dy) samples to estimate the "
+            f"joint correlation, got n={n}, dx={x.shape[1]}, dy={y.shape[1]}; reduce the dimension first or use a "
+            f"bound that needs no such estimate (method='infonce')"
+        )
     gen = torch.Generator().manual_seed(seed)
     xs, ys = normal_scores(x, gen), normal_scores(y, gen)
     z = torch.cat([xs, ys], dim=1)
@@ -115,14 +122,14 @@ def _auto_continuous(x: torch.Tensor, y: torch.Tensor, seed: int, tolerance: flo
     if abs(gap) <= max(tolerance, 3.0 * gap_se):
         # No shrinkage (it pulls sparse dependence towards 0); the plug-in's own bias is removed instead.
         g = get("gaussian").fn(xs, ys, shrinkage=0.0, seed=seed)
-        bias = wishart_bias(n, dx, y.shape[1])
-        value = g.value - bias
+        plugin_bias = wishart_bias(n, dx, y.shape[1])
+        value = g.value - plugin_bias
         reason = (f"KSG on normal scores matches KSG on a Gaussian surrogate with the same correlation "
                   f"(gap {gap:+.3f} nats): Gaussian copula, closed form on normal scores minus the "
-                  f"plug-in bias {bias:.3f}")  # fmt: skip
+                  f"plug-in bias {plugin_bias:.3f}")  # fmt: skip
         return dataclasses.replace(
-            g, value=value, ci=(g.ci[0] - bias, g.ci[1] - bias), method="auto->gaussian_copula",
-            params={**g.params, **common, "wishart_bias": bias, "reason": reason}, notes=g.notes + (reason,),
+            g, value=value, ci=(g.ci[0] - plugin_bias, g.ci[1] - plugin_bias), method="auto->gaussian_copula",
+            params={**g.params, **common, "wishart_bias": plugin_bias, "reason": reason}, notes=g.notes + (reason,),
         )
 
     value = data.value - bias

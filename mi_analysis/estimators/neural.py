@@ -20,8 +20,11 @@ holds samples of the joint p(x, y), the off-diagonal entries samples of p(x) p(y
   with the Jensen-Shannon (logistic) objective. Clipping trades variance for bias in both
   directions, so it is NOT a bound: kind "estimate".
 
-The held-out DV values (mine, smile) take the log of a mean over all held-out pairs: that is a
-ratio estimator, slightly biased at finite n (first order 1/n), like every DV estimate.
+Held-out evaluation: the held-out split is cut into random batches of batch_size (the training
+batch size, so InfoNCE keeps its log(batch_size) ceiling); every sample gets its per-sample
+terms from its batch. NWJ and InfoNCE are means of those terms; the DV values (mine, smile) are
+mean(S_ii) - log mean(exp S_ij) over all within-batch off-diagonal pairs, a ratio estimator that
+is slightly biased at finite n (first order 1/n), like every DV estimate.
 
 Critics: "separable" T = f(x)^T g(y) with two MLPs (one forward pass per sample, cheap) or
 "concat" T = MLP([x, y]) evaluated on all B^2 pairs (more flexible, B times the cost).
@@ -174,6 +177,8 @@ def _check_params(n: int, critic: str, batch_size: int, val_fraction: float, tes
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 < frac < 1:
             raise ValueError(f"{name} must be in (0, 1), got {frac!r}")
+    if positive["ema_rate"] >= 1:
+        raise ValueError(f"ema_rate must be in (0, 1), got {positive['ema_rate']!r}")
     if val_fraction + test_fraction >= 0.9:
         raise ValueError(f"val_fraction + test_fraction must leave >= 10% for training, got {val_fraction + test_fraction}")
     smallest = int(n * min(val_fraction, test_fraction, 1 - val_fraction - test_fraction))

@@ -10,7 +10,8 @@ Procedure (every choice is made away from the data the number is computed on):
   and the value is their mean (the mean of `folds` valid bounds is a valid bound).
 - Inside a training part, an inner validation split (inner_val_fraction) chooses the weight
   decay (from `weight_decays`), the early-stopping epoch (MLP) and, when several models are
-  asked for (method="auto"), linear vs MLP. The held-out part plays no role in these choices.
+  asked for (method="auto"), linear vs MLP (the MLP only if its gain is significant there).
+  The held-out part plays no role in these choices.
 - Inputs go through a per-column map fitted on the training part: standardisation, or normal
   scores (a monotone map per column that undoes saturating / heavy-tailed coordinates, e.g. tanh
   units); the inner validation split picks which, with the linear probe.
@@ -47,6 +48,7 @@ from .uncertainty import bootstrap
 
 MODELS: tuple[str, ...] = ("linear", "mlp")
 DEFAULT_WEIGHT_DECAYS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)  # L2 penalty per sample-mean CE
+DEFAULT_MLP_WEIGHT_DECAYS: tuple[float, ...] = (1e-4, 1e-2)  # AdamW decoupled decay
 INPUT_MAPS: tuple[str, ...] = ("standardize", "normal_scores")
 
 
@@ -162,8 +164,9 @@ def _select_and_fit(
     """Choose and fit a probe on the training part (x, y), every choice by CE on an inner validation split:
     1. input map (INPUT_MAPS) and L2 weight decay (weight_decays) of the linear probe;
     2. if "mlp" in models: the residual MLP started at that linear probe (weight decay from
-       mlp_weight_decays, early stopping); with "linear" also in models it is kept only if it beats
-       the linear probe's inner-validation CE.
+       mlp_weight_decays, early stopping); with "linear" also in models it is kept only if its
+       per-sample CE gain over the linear probe on the inner split is significant (mean > 2 stderr):
+       an MLP trained on the inner split alone must pay for not being refitted on the whole part.
     A chosen linear probe is refitted on the whole training part; an MLP keeps its inner-split fit.
     Returns (input map, model, what was chosen)."""
     perm = torch.randperm(len(x), generator=gen).to(x.device)
@@ -189,7 +192,9 @@ def _select_and_fit(
             for mlp_wd in mlp_weight_decays
         ]  # fmt: skip
         mlp, mlp_ce, mlp_wd = min(fits, key=lambda fit: fit[1])
-        if "linear" not in models or mlp_ce < ce:
+        with torch.no_grad():  # per-sample CE gain of the MLP over the linear probe on the inner split
+            gain = F.cross_entropy(linear(xv), y[vi], reduction="none") - F.cross_entropy(mlp(xv), y[vi], reduction="none")
+        if "linear" not in models or float(gain.mean()) > 2.0 * float(gain.std()) / math.sqrt(len(vi)):
             return input_map, mlp, {"model": "mlp", "inputs": kind, "weight_decay": mlp_wd, "inner_val_ce": mlp_ce}
     input_map = InputMap(kind, x)  # linear: convex and cheap, refit on the whole training part
     chosen = {"model": "linear", "inputs": kind, "weight_decay": wd, "inner_val_ce": ce}
@@ -218,7 +223,7 @@ def fit_probe(
     folds: int = 5,
     inner_val_fraction: float = 0.2,
     weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
-    mlp_weight_decays: Sequence[float] = (1e-4, 1e-2),
+    mlp_weight_decays: Sequence[float] = DEFAULT_MLP_WEIGHT_DECAYS,
     hidden: int = 128,
     lr: float = 1e-3,
     batch_size: int = 256,
@@ -309,13 +314,14 @@ def probe_linear(
     "probe_mlp",
     kind="lower_bound",
     y_type="labels",
-    description="Lower bound H(y) - held-out cross-entropy of a 2-hidden-layer MLP probe." + _COMMON,
+    description="Lower bound H(y) - held-out cross-entropy of a residual MLP probe (linear probe + 2-hidden-layer "
+    "ReLU MLP started at zero, so it starts as the linear probe)." + _COMMON,
 )
 def probe_mlp(
     x: torch.Tensor, y: torch.Tensor, *, folds: int = 5, inner_val_fraction: float = 0.2,
-    mlp_weight_decays: Sequence[float] = (1e-4, 1e-2), hidden: int = 128, lr: float = 1e-3, batch_size: int = 256,
+    weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS, mlp_weight_decays: Sequence[float] = DEFAULT_MLP_WEIGHT_DECAYS, hidden: int = 128, lr: float = 1e-3, batch_size: int = 256,
     max_epochs: int = 200, patience: int = 10, seed: int = 0,
 ) -> MIResult:  # fmt: skip
     return fit_probe(x, y, models=("mlp",), folds=folds, inner_val_fraction=inner_val_fraction,
-                     mlp_weight_decays=mlp_weight_decays, hidden=hidden, lr=lr, batch_size=batch_size,
+                     weight_decays=weight_decays, mlp_weight_decays=mlp_weight_decays, hidden=hidden, lr=lr, batch_size=batch_size,
                      max_epochs=max_epochs, patience=patience, seed=seed, method="probe_mlp")  # fmt: skip

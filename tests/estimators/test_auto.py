@@ -58,7 +58,7 @@ def test_independence_gives_about_zero(single_thread):
     assert abs(r.value) <= 0.03
 
 
-def test_wishart_bias_matches_simulation():
+def test_wishart_bias_matches_simulation(single_thread):
     # Plug-in Gaussian MI of independent 6+6-dim samples, n = 100: its mean is the bias alone.
     gen = torch.Generator().manual_seed(0)
     n, d = 100, 6
@@ -78,3 +78,9 @@ def test_seed_reproducible_and_bad_tolerance(single_thread):
     assert estimate(x, y, method="auto", seed=1).value == estimate(x, y, method="auto", seed=1).value
     with pytest.raises(ValueError, match="tolerance"):
         estimate(x, y, method="auto", tolerance=-1)
+
+
+def test_too_few_samples_for_the_dimension_is_an_error():
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="n >= 4"):
+        estimate(rng.standard_normal((100, 20)), rng.standard_normal((100, 10)), method="auto")

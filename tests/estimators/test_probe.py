@@ -84,3 +84,25 @@ def test_bad_inputs():
         estimate(h, y + 0.5, method="probe_linear")
     with pytest.raises(ValueError, match="weight_decays"):
         estimate(h, y, method="probe_linear", weight_decays=(0.1, -1.0))
+
+
+def test_normal_scores_map_is_fitted_on_training_rows_only():
+    import torch
+
+    from mi_analysis.estimators.probe import InputMap
+
+    train = torch.tensor([[3.0], [1.0], [2.0], [2.0]])
+    scores = InputMap("normal_scores", train)(torch.tensor([[1.0], [2.0], [3.0], [0.0], [9.0]]))
+    # mid-ranks among the 4 training values: 1, 2.5 (tie), 4; outside values get 0.5 and 4.5
+    p = torch.tensor([1.0, 2.5, 4.0, 0.5, 4.5]) / 5
+    expected = torch.distributions.Normal(0.0, 1.0).icdf(p)
+    assert torch.allclose(scores.squeeze(1), expected, atol=1e-6)
+
+
+def test_saturated_inputs_choose_normal_scores(single_thread):
+    # tanh squeezes the class structure into the tails; per-column normal scores undo it.
+    h, y, true_mi, mc_se = bench.gaussian_mixture_task(4, 1.5, "tanh", n=3000, seed=3, mc_samples=100_000)
+    r = estimate(h, y, method="probe_linear", folds=3)
+    assert r.params["chosen_inputs"].count("normal_scores") >= 2
+    assert r.value <= true_mi + 2 * r.stderr + 3 * mc_se
+    assert abs(r.value - true_mi) <= 0.1
