@@ -115,3 +115,16 @@ def test_gpu_flags_run_on_cpu(tmp_path):
     summary = trainer.run()
     assert trainer.device.type == "cpu"
     assert 0.0 <= summary["final_test_acc"] <= 1.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("flags", [{}, {"train.bf16": True, "train.channels_last": True}, {"train.compile": True}])
+def test_cuda_training_with_gpu_flags_records_cuda_memory(tmp_path, flags):
+    config = tiny_config(tmp_path, context="R1E").override({"train.device": "cuda", "train.epochs": 2, **flags})
+    trainer = Trainer.start(config)
+    summary = trainer.run()
+    rows = list(csv.DictReader(open(trainer.run_dir / "metrics.csv")))
+    assert trainer.device.type == "cuda" and float(rows[0]["cuda_peak_bytes"]) > 0
+    assert 0.0 <= summary["final_test_acc"] <= 1.0
+    model, _ = load_run(trainer.run_dir, device="cuda")
+    assert next(model.parameters()).is_cuda
