@@ -189,7 +189,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             # The first step of every epoch is measured: peak bytes saved for backward, parameters excluded.
             if step == 0:
-                meter = SavedTensorMeter(exclude=self.model.parameters())
+                meter = SavedTensorMeter(exclude=[*self.model.parameters(), *self.model.buffers()])
             with meter if step == 0 else contextlib.nullcontext():
                 out = self._gradients(x, y)
             self.optimizer.step()
