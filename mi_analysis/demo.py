@@ -86,7 +86,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs
         timings[f"analyse {mode}"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    figures = make_figures([out_dir / "mi.csv", out_dir / "runs"], out_dir / "figures")
+    figures = [p.relative_to(out_dir) for p in make_figures([out_dir / "mi.csv", out_dir / "runs"], out_dir / "figures")]
     timings["figures"] = time.perf_counter() - start
 
     boundaries = _boundary_units(summaries["R0"]["run_dir"])

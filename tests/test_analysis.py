@@ -35,19 +35,9 @@ KINDS = {
 PROBE_SIZE = 100  # the run's whole test split
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores are shared by several developers: one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """ResNet-20, K=3 with context E, on digits: 2 epochs, epoch 1 kept for analysis."""
-    torch.set_num_threads(1)
     config = RunConfig(
         model=ModelConfig(arch="resnet20", num_modules=3, context="E"),
         data=DataConfig(dataset="digits", train_subset=200, test_subset=PROBE_SIZE, val_fraction=0.2),
@@ -60,7 +50,6 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_table(run_dir, tmp_path_factory):
     """The default analysis of the last epoch: (rows returned, path of the table)."""
-    torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("full") / "mi.csv"
     return analyze_run(run_dir, FAST, out=path), path
 

@@ -4,19 +4,9 @@ and local learning below E2E in memory. No timing is asserted."""
 import json
 
 import pytest
-import torch
 
 from mi_analysis import bench, cli
 from mi_analysis.bench.common import markdown, ratio, target
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits that dominate on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run(tmp_path, *argv):

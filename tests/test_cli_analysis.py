@@ -1,5 +1,4 @@
 import pytest
-import torch
 import yaml
 
 from mi_analysis.analysis import MI_COLUMNS
@@ -9,19 +8,9 @@ from mi_analysis.plots import read_table
 from mi_analysis.training import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores are shared by several developers: one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """An E2E run (1 epoch) and a GLL run with K=2 (2 epochs, epoch 1 kept) of ResNet-20 on digits."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runs")
     data = DataConfig(dataset="digits", train_subset=160, test_subset=60, val_fraction=0.2)
     made = []
@@ -39,7 +28,6 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def analysed(runs, tmp_path_factory):
     """Both runs analysed by the CLI with a fast config file (the GLL run at every saved epoch)."""
-    torch.set_num_threads(1)
     root, (e2e, gll) = runs
     config = tmp_path_factory.mktemp("config") / "analysis.yaml"
     config.write_text(yaml.safe_dump({"probe_weight_decays": [0.1], "device": "cpu"}))

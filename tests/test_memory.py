@@ -8,14 +8,6 @@ from mi_analysis.models import LocalNet
 from mi_analysis.profile import training_step_memory
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits that dominate on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 F32 = 4  # bytes per float32
 
 

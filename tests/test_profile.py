@@ -9,14 +9,6 @@ from mi_analysis.models import LocalNet, build
 from mi_analysis.profile import forward_flops_per_image, part_costs, training_step_flops, training_step_memory
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits that dominate on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 BATCH, WIDTH, CLASSES, UNITS = 8, 32, 5, 4
 LINEAR = 2 * BATCH * WIDTH * WIDTH  # FLOPs of one (WIDTH -> WIDTH) Linear on the batch
 HEAD = 2 * BATCH * WIDTH * CLASSES  # FLOPs of one (WIDTH -> CLASSES) Linear on the batch

@@ -82,6 +82,14 @@ def _flat_input(in_shape: Sequence[int]) -> tuple[list[nn.Module], int]:
     return ([nn.Flatten()] if len(in_shape) > 1 else []), math.prod(in_shape)
 
 
+def _pool_to(in_shape: Sequence[int], out_shape: Sequence[int]) -> nn.Module:
+    """AdaptiveAvgPool2d to the cut's spatial size; an identity where the sizes already agree
+    (same output, but its backward would fill and copy a full-resolution gradient for nothing)."""
+    if tuple(in_shape[1:]) == tuple(out_shape[1:]):
+        return nn.Identity()
+    return nn.AdaptiveAvgPool2d(tuple(out_shape[1:]))
+
+
 def image_encoder(image_shape: Sequence[int], out_shape: Sequence[int], widen: float = 1) -> nn.Sequential:
     """E: the raw input -> a tensor of out_shape."""
     hidden = widened(12, widen)
@@ -92,7 +100,7 @@ def image_encoder(image_shape: Sequence[int], out_shape: Sequence[int], widen: f
         return nn.Sequential(
             nn.Conv2d(image_shape[0], hidden, 3, padding=1, bias=True), nn.BatchNorm2d(hidden), nn.ReLU(),
             nn.Conv2d(hidden, out_shape[0], 3, padding=1, bias=True), nn.BatchNorm2d(out_shape[0]), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(tuple(out_shape[1:])),
+            _pool_to(image_shape, out_shape),
         )
     flatten, in_features = _flat_input(image_shape)
     return nn.Sequential(
@@ -110,7 +118,7 @@ def residual_encoder(in_shape: Sequence[int], out_shape: Sequence[int]) -> nn.Se
                              f"a module input of shape {tuple(in_shape)}")
         return nn.Sequential(
             nn.Conv2d(in_shape[0], out_shape[0], 1, bias=True), nn.BatchNorm2d(out_shape[0]), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(tuple(out_shape[1:])),
+            _pool_to(in_shape, out_shape),
         )
     flatten, in_features = _flat_input(in_shape)
     return nn.Sequential(*flatten, nn.Linear(in_features, out_shape[0]),

@@ -10,7 +10,6 @@ from mi_analysis import cli
 from mi_analysis.distributed import LaunchError, spawn
 from mi_analysis.training import Trainer
 
-torch.set_num_threads(1)
 
 
 def test_a_failing_rank_stops_all_and_resume_continues(tmp_path):

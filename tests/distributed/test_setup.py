@@ -13,7 +13,6 @@ from mi_analysis.distributed.module_parallel import batch_sizes, state_owners
 from mi_analysis.distributed.pipeline import boundaries
 from mi_analysis.models import build
 
-torch.set_num_threads(1)
 
 
 def small(k, context="R0", **kw):

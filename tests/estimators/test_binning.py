@@ -7,7 +7,6 @@ import pytest
 
 from mi_analysis.estimators import estimate
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_small_discrete_table_equals_hand_computed_plugin_mi():

@@ -8,7 +8,6 @@ import torch
 
 from mi_analysis.estimators import KINDS, MIResult, available, estimate, get, registry
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 # method -> y kind it needs; the neural / probe / auto estimators are tested in their own files
 CLOSED_FORM_AND_KNN = {

@@ -11,7 +11,6 @@ from mi_analysis.estimators import estimate
 from mi_analysis.estimators.gaussian import ledoit_wolf_intensity
 from mi_analysis.estimators.validation import standardize
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("dim,rho", [(1, 0.3), (1, 0.95), (3, 0.6), (10, 0.5)])

@@ -10,7 +10,6 @@ from scipy.stats import norm
 from mi_analysis.estimators import estimate
 from mi_analysis.estimators.kde import pairwise_mi_bound
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def two_point_mixture_mi(sigma):

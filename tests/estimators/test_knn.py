@@ -15,7 +15,6 @@ from mi_analysis.estimators.knn import (
     tile_rows,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("n", [7, 200, 1000, 1037])  # direct topk, and pruned with / without leftover columns

@@ -12,7 +12,6 @@ from mi_analysis.estimators import estimate
 from mi_analysis.estimators.knn import prepare_points
 from mi_analysis.estimators.ksg import ksg_value
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def correlated_gaussians(n, dim, rho, seed):

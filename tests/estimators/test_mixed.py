@@ -10,7 +10,6 @@ from mi_analysis.estimators import estimate
 from mi_analysis.estimators.knn import prepare_points
 from mi_analysis.estimators.mixed import ross_value
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def ross_reference(x, labels, k):

@@ -29,7 +29,7 @@ def gaussian_data():
     return correlated_gaussian()  # I = 1.022 nats
 
 
-def test_infonce_is_a_lower_bound_capped_by_log_batch(gaussian_data, single_thread):
+def test_infonce_is_a_lower_bound_capped_by_log_batch(gaussian_data):
     x, y, true_mi = gaussian_data
     r = estimate(x, y, method="infonce", **SMALL)
     assert r.kind == "lower_bound" and r.method == "infonce"
@@ -41,7 +41,7 @@ def test_infonce_is_a_lower_bound_capped_by_log_batch(gaussian_data, single_thre
 
 
 @pytest.mark.parametrize("method", ["nwj", "mine", "smile"])
-def test_other_objectives_on_known_gaussian(gaussian_data, method, single_thread):
+def test_other_objectives_on_known_gaussian(gaussian_data, method):
     # Bounds: at most truth + 3 stderr; all: at least half of the truth (a 2-layer critic of width 32
     # recovers 80-95% of 1.02 nats here). SMILE is an estimate that can err either way: |error| <= 0.35.
     x, y, true_mi = gaussian_data
@@ -54,14 +54,14 @@ def test_other_objectives_on_known_gaussian(gaussian_data, method, single_thread
         assert r.kind == "lower_bound" and r.value <= true_mi + 3 * r.stderr
 
 
-def test_independence_gives_about_zero(single_thread):
+def test_independence_gives_about_zero():
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((2000, 3)), rng.standard_normal((2000, 3))
     r = estimate(x, y, method="infonce", **SMALL)
     assert abs(r.value) <= max(3 * r.stderr, 0.05)
 
 
-def test_ceiling_warning_near_log_batch(single_thread):
+def test_ceiling_warning_near_log_batch():
     x, y, true_mi = correlated_gaussian(n=1000, dim=4, rho=0.999)  # 12.4 nats >> log 16 = 2.77
     with pytest.warns(UserWarning, match="ceiling"):
         r = estimate(x, y, method="infonce", hidden=32, batch_size=16, max_epochs=10, patience=3)
@@ -69,7 +69,7 @@ def test_ceiling_warning_near_log_batch(single_thread):
     assert any("ceiling" in note for note in r.notes)
 
 
-def test_same_seed_same_value_other_seed_other_value(single_thread):
+def test_same_seed_same_value_other_seed_other_value():
     x, y, _ = correlated_gaussian(n=600)
     kw = {"hidden": 16, "batch_size": 32, "max_epochs": 4, "patience": 2}
     a = estimate(x, y, method="mine", seed=3, **kw)
@@ -79,7 +79,7 @@ def test_same_seed_same_value_other_seed_other_value(single_thread):
     assert a.value != c.value
 
 
-def test_concat_critic_and_labels(single_thread):
+def test_concat_critic_and_labels():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 4, 800)
     x = labels[:, None] * 4.0 + rng.standard_normal((800, 1))  # classes 4 std apart: I = 1.33 nats

@@ -34,7 +34,7 @@ def mixture():
     return h, y, mi, mc_se
 
 
-def test_linear_probe_bounds_the_truth_and_is_close(mixture, single_thread):
+def test_linear_probe_bounds_the_truth_and_is_close(mixture):
     h, y, true_mi, mc_se = mixture
     r = estimate(h, y, method="probe_linear", folds=3)
     assert r.kind == "lower_bound" and r.method == "probe_linear"
@@ -44,14 +44,14 @@ def test_linear_probe_bounds_the_truth_and_is_close(mixture, single_thread):
     assert r.params["chosen"] == ["linear"] * 3 and r.params["num_classes"] == 10
 
 
-def test_mlp_probe_through_an_invertible_map(single_thread):
+def test_mlp_probe_through_an_invertible_map():
     h, y, true_mi, mc_se = bench.gaussian_mixture_task(2, 1.5, "leaky", n=3000, seed=2, mc_samples=100_000)
     r = estimate(h, y, method="probe_mlp", folds=3, max_epochs=40)
     assert r.value <= true_mi + 2 * r.stderr + 3 * mc_se
     assert abs(r.value - true_mi) <= 0.1
 
 
-def test_independent_labels_give_about_zero(single_thread):
+def test_independent_labels_give_about_zero():
     rng = np.random.default_rng(0)
     h = rng.standard_normal((3000, 8))
     y = rng.choice(4, size=3000, p=[0.55, 0.25, 0.15, 0.05])  # unbalanced: H(y) = 1.12 nats
@@ -60,14 +60,14 @@ def test_independent_labels_give_about_zero(single_thread):
     assert r.ci[0] <= 0.0
 
 
-def test_label_values_need_not_be_0_to_c(mixture, single_thread):
+def test_label_values_need_not_be_0_to_c(mixture):
     h, y, _, _ = mixture
     a = estimate(h, y, method="probe_linear", folds=3)
     b = estimate(h, y * 7 + 3, method="probe_linear", folds=3)
     assert a.value == pytest.approx(b.value, abs=1e-9)
 
 
-def test_seed_reproducible(mixture, single_thread):
+def test_seed_reproducible(mixture):
     h, y, _, _ = mixture
     a = estimate(h[:600], y[:600], method="probe_mlp", folds=2, max_epochs=5, seed=5)
     b = estimate(h[:600], y[:600], method="probe_mlp", folds=2, max_epochs=5, seed=5)
@@ -99,7 +99,7 @@ def test_normal_scores_map_is_fitted_on_training_rows_only():
     assert torch.allclose(scores.squeeze(1), expected, atol=1e-6)
 
 
-def test_saturated_inputs_choose_normal_scores(single_thread):
+def test_saturated_inputs_choose_normal_scores():
     # tanh squeezes the class structure into the tails; per-column normal scores undo it.
     h, y, true_mi, mc_se = bench.gaussian_mixture_task(4, 1.5, "tanh", n=3000, seed=3, mc_samples=100_000)
     r = estimate(h, y, method="probe_linear", folds=3)

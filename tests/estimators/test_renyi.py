@@ -9,7 +9,6 @@ import torch
 from mi_analysis.estimators import estimate
 from mi_analysis.estimators.renyi import gaussian_gram, matrix_renyi_entropy, silverman_width
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def correlated(n, rho, seed):

@@ -14,7 +14,6 @@ from mi_analysis.estimators.uncertainty import (
     subsample_stderr,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_subsampling_interval_covers_the_truth_about_95_percent():

@@ -14,7 +14,6 @@ from mi_analysis.estimators.validation import (
     standardize,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_numpy_torch_and_lists_become_float64_columns():

@@ -8,7 +8,6 @@ from torch import nn
 
 from mi_analysis.models import LocalNet, build
 
-torch.set_num_threads(1)
 
 
 def batch(n=8, size=16, seed=0):
