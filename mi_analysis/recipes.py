@@ -76,17 +76,18 @@ SCALES = ("paper", "quick")
 
 
 def experiment(name: str, *, scale: str = "paper", seeds: tuple[int, ...] = (0,), dataset: str | None = None,
-               out_dir: str = "runs") -> list[RunConfig]:
+               out_dir: str = "runs", root: str | None = None, download: bool = False) -> list[RunConfig]:
     """Every run of a paper experiment. `scale="quick"` keeps the models and modes but shrinks
     epochs and data so the whole set runs on a CPU; `dataset` swaps the data set (e.g. "synthetic"
-    offline) while keeping everything else."""
+    offline) while keeping everything else; `root` and `download` go to every run's data config."""
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     configs = []
     for run in EXPERIMENTS[name][1]():
-        data = run.data if dataset is None else dataclasses.replace(run.data, dataset=dataset)
+        data = dataclasses.replace(run.data, dataset=dataset or run.data.dataset, download=download,
+                                   root=root or run.data.root)
         train = run.train
         if scale == "quick":
             data = dataclasses.replace(data, train_subset=512, test_subset=256)

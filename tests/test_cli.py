@@ -87,6 +87,8 @@ def test_reproduce_runs_every_config(tmp_path, monkeypatch):
 
     seen = []
     monkeypatch.setattr(training, "train", lambda config: seen.append(config) or tmp_path)
-    assert cli.main(["reproduce", "table4", "--scale", "quick", "--dataset", "synthetic", "--out-dir", str(tmp_path)]) == 0
+    assert cli.main(["reproduce", "table4", "--scale", "quick", "--dataset", "synthetic", "--out-dir", str(tmp_path),
+                     "--download", "--root", str(tmp_path / "data")]) == 0
     assert len(seen) == 15  # 8 modes at K=16, 7 at K=8 (no R16)
     assert all(c.data.dataset == "synthetic" and c.train.epochs == 2 and c.out_dir == str(tmp_path) for c in seen)
+    assert all(c.data.download and c.data.root == str(tmp_path / "data") for c in seen)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in Jupyter and warns without it
 
 from mi_analysis.config import RunConfig
 from mi_analysis.data import TensorLoader, load_splits
