@@ -67,6 +67,10 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs
     from mi_analysis.training import Trainer
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        # a second demo in the same folder would mix its runs into the first one's table and figures
+        raise ValueError(f"out_dir {out_dir} already holds files (an earlier demo?); "
+                         f"pass another --out-dir or remove it")
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     summaries: dict[str, dict[str, Any]] = {}

@@ -26,6 +26,13 @@ def test_demo_writes_table_figures_and_summary(demo_dir):
     assert "| after module 1 |" in summary and "GLL - E2E" in summary
 
 
+def test_demo_refuses_a_folder_that_holds_an_earlier_demo(demo_dir):
+    before = (demo_dir / "mi.csv").read_bytes()
+    with pytest.raises(ValueError, match="already holds files"):
+        run_demo(DemoSettings(epochs=1), demo_dir)
+    assert (demo_dir / "mi.csv").read_bytes() == before
+
+
 def test_module_zero_is_identical_across_local_modes(demo_dir):
     """Module 0 is gradient-isolated and sees the same data in the same order in R0, E and R1E,
     so every quantity at the first boundary must agree exactly: a check of isolation end to end."""
