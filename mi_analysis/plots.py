@@ -498,7 +498,7 @@ def plot_memory_vs_k(summary_rows: Any, *, ax: Axes | None = None) -> Figure:
     return _plot_vs_k(rows, column, lambda v: v / size, f"peak memory ({unit})", title, ax, from_zero=True)
 
 
-def plot_local_accuracy(rows: Any, *, epoch: int | None = None, ax: Axes | None = None) -> Figure:
+def plot_local_accuracy(rows: Any, *, K: int | None = None, epoch: int | None = None, ax: Axes | None = None) -> Figure:
     """Accuracy (%) of every module's local head (acc_m0 .. acc_m{K-1}; the last is the final
     classifier) per (mode, K): how linearly separable each module keeps the classes.
 
@@ -506,7 +506,8 @@ def plot_local_accuracy(rows: Any, *, epoch: int | None = None, ax: Axes | None 
     summaries), or a dict mode -> one run's metrics.csv (path or rows). K is the K column when there
     is one, else the number of acc_m<k> columns with a value. Where rows have an epoch column, each
     run (run column, else seed) is taken at its last epoch, or at `epoch`. Runs of the same (mode, K)
-    are averaged. NaN accuracies (contrast heads have no classifier) leave gaps.
+    are averaged. NaN accuracies (contrast heads have no classifier) leave gaps. K: show only
+    that K (and E2E, K=1), since curves of several K of one mode share a colour.
     """
     if isinstance(rows, Mapping):
         rows = [
@@ -536,6 +537,11 @@ def plot_local_accuracy(rows: Any, *, epoch: int | None = None, ax: Axes | None 
         curves[(mode, k)].append([_fraction_or_nan(_float(last, f"acc_m{i}", name), f"acc_m{i}") for i in range(k)])
     if not curves:
         raise ValueError(f"rows have no run at epoch {epoch}")
+    if K is not None:
+        available = sorted({k for _, k in curves})
+        curves = {key: value for key, value in curves.items() if key[1] in (K, 1)}
+        if not any(k == K for _, k in curves):
+            raise ValueError(f"K={K} has no runs; available K: {available}")
     figure, ax = _figure_and_axes(ax, (6.0, 4.2))
     several = len({k for _, k in curves}) > 1
     for mode, k in sorted(curves, key=lambda key: (_mode_order(key[0]), key[1])):

@@ -341,6 +341,15 @@ def test_local_accuracy_from_metrics_files_per_mode(tmp_path):
     assert e[0] == pytest.approx(70.0) and math.isnan(e[1])  # a contrast head has no accuracy
 
 
+def test_local_accuracy_filters_one_k_and_keeps_e2e():
+    rows = metrics("E2E", [0.9]) + metrics("R0", [0.5, 0.6]) + metrics("R0", [0.4, 0.5, 0.6, 0.7])
+    ax = plot_local_accuracy(rows, K=4).axes[0]
+    assert {l.get_gid() for l in ax.lines if (l.get_gid() or "").startswith("curve:")} == {"curve:E2E:K1", "curve:R0:K4"}
+    assert np.allclose(line(ax, "curve:R0:K4").get_ydata(), [40.0, 50.0, 60.0, 70.0])
+    with pytest.raises(ValueError, match=r"K=8 has no runs; available K: \[1, 2, 4\]"):
+        plot_local_accuracy(rows, K=8)
+
+
 def test_local_accuracy_errors():
     with pytest.raises(ValueError, match=r"rows lacks column\(s\) \['mode'\]"):
         plot_local_accuracy([{"acc_m0": 0.5}])
