@@ -273,6 +273,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="default 10")
     p.add_argument("--seed", type=int)
     p.add_argument("--probe-size", type=int, help="probe samples from the test split (default: all)")
+    p.add_argument("--train-subset", type=int, help="train on a seeded, stratified subset (e.g. 5000)")
     p.add_argument("--out-dir", default="runs/demo")
     p.set_defaults(func=cmd_demo)
 

@@ -27,7 +27,6 @@ from mi_analysis.recipes import recipe
 from mi_analysis.training.io import write_text
 
 DEMO_MODES = ("E2E", "R0", "E", "R1E")
-LOCAL_MODES = DEMO_MODES[1:]
 CONTSUP_MODES = ("E", "R1E")
 Z95 = 1.959964  # two-sided 95% normal quantile
 
@@ -42,6 +41,7 @@ class DemoSettings:
     epochs: int = 10
     seed: int = 0
     probe_size: int | None = None  # None: the whole test split (497 digits)
+    train_subset: int | None = None  # e.g. a few thousand Fashion-MNIST images for a CPU
 
 
 def demo_configs(settings: DemoSettings, out_dir: Path) -> dict[str, RunConfig]:
@@ -49,7 +49,7 @@ def demo_configs(settings: DemoSettings, out_dir: Path) -> dict[str, RunConfig]:
     s = settings
     train = recipe("quick", s.dataset)
     train = dataclasses.replace(train, seed=s.seed, progress=False, epochs=s.epochs)
-    data = DataConfig(dataset=s.dataset, root=s.root)
+    data = DataConfig(dataset=s.dataset, root=s.root, train_subset=s.train_subset)
     return {
         mode: RunConfig(
             model=ModelConfig(arch=s.arch, num_modules=1 if mode == "E2E" else s.num_modules,
