@@ -4,14 +4,15 @@ and measure how much information each layer keeps about the input and the label.
     from mi_analysis import build, train, analyze_run, estimate
 """
 
-__version__ = "0.1.0"
-
-from mi_analysis.analysis import AnalysisConfig, analyze_model, analyze_run, collect_runs
+from mi_analysis._util import moved
+from mi_analysis._util.version import __version__
+from mi_analysis.analysis import AnalysisConfig, analyze_model, analyze_run, collect_runs, plots
 from mi_analysis.capture import capture
-from mi_analysis.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mi_analysis.estimators import MIResult, estimate
-from mi_analysis.models import LocalNet, build
-from mi_analysis.training import load_run, train
+from mi_analysis.models import LocalNet, ModelConfig, build
+from mi_analysis.training import DataConfig, RunConfig, TrainConfig, load_run, train
+
+moved.install()
 
 __all__ = [
     "AnalysisConfig",
@@ -21,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "TrainConfig",
+    "__version__",
     "analyze_model",
     "analyze_run",
     "build",
@@ -28,5 +30,6 @@ __all__ = [
     "collect_runs",
     "estimate",
     "load_run",
+    "plots",
     "train",
 ]

@@ -9,8 +9,18 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from mi_analysis.config import DataConfig, ModelConfig, RunConfig, parse_value
-from mi_analysis.recipes import EXPERIMENTS, RECIPES, SCALES, default_recipe, experiment, recipe
+from mi_analysis._util.config import parse_value
+from mi_analysis.analysis import AnalysisConfig, analyze_run, settings_path
+from mi_analysis.analysis.figures import make_figures
+from mi_analysis.bench import main as bench_main
+from mi_analysis.data import dataset_info
+from mi_analysis.demo import DemoSettings, run_demo
+from mi_analysis.models import build
+from mi_analysis.profiling.costs import forward_flops_per_image, training_step_memory
+from mi_analysis.training import Trainer, train
+from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
+from mi_analysis.training.distributed.launch import launched_by_torchrun, train_parallel
+from mi_analysis.training.recipes import EXPERIMENTS, RECIPES, SCALES, default_recipe, experiment, recipe
 
 # Flags that map one-to-one onto config fields: flag dest -> dotted config key.
 CONFIG_FLAGS = {
@@ -88,9 +98,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mi_analysis.distributed.launch import launched_by_torchrun, train_parallel
-    from mi_analysis.training import Trainer
-
     if args.resume:
         explicit = any(getattr(args, d, None) is not None for d in CONFIG_FLAGS) or args.overrides or args.config
         config = config_from_args(args) if explicit else None
@@ -107,10 +114,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from mi_analysis.data import dataset_info
-    from mi_analysis.models import build
-    from mi_analysis.profile import forward_flops_per_image, training_step_memory
-
     info = dataset_info(args.dataset)
     image_size = args.image_size or info.image_size
     model = build(
@@ -148,15 +151,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 f"epochs={config.train.epochs} batch={config.train.batch_size}")
         print(line, flush=True)
         if not args.dry_run:
-            from mi_analysis.training import train
-
             print(f"    -> {train(config)}", flush=True)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mi_analysis.demo import DemoSettings, run_demo
-
     settings = DemoSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)
                                if getattr(args, f.name) is not None})
     run_demo(settings, Path(args.out_dir))
@@ -164,8 +163,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from mi_analysis.bench import main as bench_main
-
     return bench_main(args.bench_args)
 
 
@@ -176,8 +173,6 @@ ANALYSIS_FLAGS = ("points", "quantities", "y_estimators", "x_estimators", "probe
 
 def analysis_config_from_args(args: argparse.Namespace):
     """--config file (or the defaults) < flags."""
-    from mi_analysis.analysis import AnalysisConfig
-
     config = AnalysisConfig.from_yaml(args.config) if args.config else AnalysisConfig()
     flags = {field: getattr(args, field) for field in ANALYSIS_FLAGS if getattr(args, field) is not None}
     if "points" in flags:
@@ -200,8 +195,6 @@ def _epochs(values: list[str] | None):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from mi_analysis.analysis import analyze_run, settings_path
-
     config = analysis_config_from_args(args)
     epochs = _epochs(args.epochs)
     kinds = set()
@@ -218,8 +211,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from mi_analysis.analysis.figures import make_figures
-
     written = make_figures(args.inputs, args.out)
     for path in written:
         print(path)

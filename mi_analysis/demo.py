@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from mi_analysis.config import DataConfig, ModelConfig, RunConfig
-from mi_analysis.recipes import recipe
-from mi_analysis.training.io import write_text
+from mi_analysis.analysis import AnalysisConfig, analyze_run
+from mi_analysis.analysis.figures import make_figures
+from mi_analysis.training import Trainer, load_run
+from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
+from mi_analysis.training.recipes import recipe
+from mi_analysis._util.files import write_text
 
 DEMO_MODES = ("E2E", "R0", "E", "R1E")
 CONTSUP_MODES = ("E", "R1E")
@@ -62,9 +65,6 @@ def demo_configs(settings: DemoSettings, out_dir: Path) -> dict[str, RunConfig]:
 
 def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs/demo")) -> str:
     """Train, analyse, plot and summarise; returns the summary (markdown), also in out_dir/summary.md."""
-    from mi_analysis.analysis import AnalysisConfig, analyze_run
-    from mi_analysis.analysis.figures import make_figures
-    from mi_analysis.training import Trainer
 
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -102,8 +102,6 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs
 
 def _boundary_units(run_dir: str) -> list[str]:
     """Names of the last unit of every local module (where the cuts fall)."""
-    from mi_analysis.training import load_run
-
     model, _ = load_run(run_dir)
     return [model.unit_names[c] for c in model.cuts]
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from mi_analysis import cli
-from mi_analysis.config import RunConfig
+from mi_analysis.training.config import RunConfig
 
 TINY = ["--dataset", "synthetic", "--arch", "resnet20", "--image-size", "16", "--train-subset", "64",
         "--test-subset", "32", "--epochs", "1", "--batch-size", "32", "--no-progress"]
@@ -73,9 +73,7 @@ def test_bad_names_give_the_valid_list(capsys):
 
 
 def test_reproduce_dry_run_lists_without_training(tmp_path, capsys, monkeypatch):
-    import mi_analysis.training as training
-
-    monkeypatch.setattr(training, "train", lambda config: pytest.fail("dry run must not train"))
+    monkeypatch.setattr(cli, "train", lambda config: pytest.fail("dry run must not train"))
     assert cli.main(["reproduce", "table1", "--dry-run", "--seeds", "0", "1", "--out-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "8 runs" in out and out.count("resnet32 K=16") == 8
@@ -83,10 +81,8 @@ def test_reproduce_dry_run_lists_without_training(tmp_path, capsys, monkeypatch)
 
 
 def test_reproduce_runs_every_config(tmp_path, monkeypatch):
-    import mi_analysis.training as training
-
     seen = []
-    monkeypatch.setattr(training, "train", lambda config: seen.append(config) or tmp_path)
+    monkeypatch.setattr(cli, "train", lambda config: seen.append(config) or tmp_path)
     assert cli.main(["reproduce", "table4", "--scale", "quick", "--dataset", "synthetic", "--out-dir", str(tmp_path),
                      "--download", "--root", str(tmp_path / "data")]) == 0
     assert len(seen) == 15  # 8 modes at K=16, 7 at K=8 (no R16)

@@ -3,8 +3,8 @@ import yaml
 
 from mi_analysis.analysis import MI_COLUMNS
 from mi_analysis.cli import main
-from mi_analysis.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from mi_analysis.plots import read_table
+from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mi_analysis.analysis.plots import read_table
 from mi_analysis.training import train
 
 

@@ -18,8 +18,8 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 from mi_analysis.analysis import MI_COLUMNS, boundary_points  # noqa: E402
-from mi_analysis.config import RunConfig  # noqa: E402
-from mi_analysis.recipes import experiment  # noqa: E402
+from mi_analysis.training.config import RunConfig  # noqa: E402
+from mi_analysis.training.recipes import experiment  # noqa: E402
 from mi_analysis.training import load_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

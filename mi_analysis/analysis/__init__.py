@@ -4,12 +4,13 @@
     rows = analyze_run("runs/cifar10-resnet32-K16-R0-...", AnalysisConfig(probe_size=5000))
     rows = analyze_model(torchvision_resnet18, (x, y), ["layer1", "layer2", "layer3", "layer4"])
 
-This is the only place that joins a model, its activations and the estimators (DESIGN.md).
+This is the only place that joins a model, its activations and the estimators.
 Every row says what its number is (kind: lower_bound, upper_bound, estimate, proxy, non_shannon),
 in nats unless its estimator says otherwise (reconstruction_mse: squared input units); see
 measure.py for why no I(h;x) row of a deterministic network is "the" I(h;x).
 """
 
+from . import plots
 from .runs import analyze_model, analyze_run, boundary_points, collect_runs, select_points, typed_row
 from .settings import QUANTITIES, AnalysisConfig
 from .table import MI_COLUMNS, MiTable, settings_path
@@ -25,5 +26,6 @@ __all__ = [
     "collect_runs",
     "select_points",
     "settings_path",
+    "plots",
     "typed_row",
 ]

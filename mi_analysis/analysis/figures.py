@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from mi_analysis import plots
+from mi_analysis.analysis import plots
 
 from .runs import collect_runs
 from .table import MI_COLUMNS, row_key

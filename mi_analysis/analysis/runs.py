@@ -12,10 +12,11 @@ import torch
 from torch import Tensor, nn
 
 from mi_analysis.capture import UnknownPointError
-from mi_analysis.config import RunConfig
+from mi_analysis.training.config import RunConfig
 from mi_analysis.data import load_splits, normalize
-from mi_analysis.training.io import read_csv
-from mi_analysis.training.trainer import load_run, resolve_device
+from mi_analysis._util.files import read_csv
+from mi_analysis._util.device import resolve_device
+from mi_analysis.training.trainer import load_run
 
 from .engine import Point, ProbeData, measure_model, requested_keys
 from .settings import POINT_SETS, AnalysisConfig

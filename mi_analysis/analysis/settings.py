@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from mi_analysis.config import from_dict, to_plain
+from mi_analysis._util.config import from_dict, to_plain
 from mi_analysis.estimators import available, get
 
 QUANTITIES = ("I(h;x)", "I(h;y)")

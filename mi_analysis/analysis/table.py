@@ -4,7 +4,7 @@ One row per (run, epoch, point, quantity, estimator). The settings that produced
 kept next to the table (analysis.yaml for mi.csv, <stem>.analysis.yaml for any other name) and
 every append checks them, so one table never mixes rows of different settings. Appending writes
 the old bytes unchanged plus the new lines to a temporary file and renames it over the table
-(training.io.atomic_write): a crash leaves the old table or the new one, never half of one.
+(atomic_write): a crash leaves the old table or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from mi_analysis.training.io import atomic_write, read_csv
+from mi_analysis._util.files import atomic_write, read_csv
 
 from .settings import AnalysisConfig
 

@@ -25,7 +25,7 @@ BENCHMARKS = {
     "ksg": "mi_analysis.bench.ksg",
     "estimators": "mi_analysis.bench.estimators",
     "analysis": "mi_analysis.bench.analysis",
-    "distributed": "mi_analysis.distributed.benchmark",
+    "distributed": "mi_analysis.training.distributed.benchmark",
 }
 
 

@@ -16,18 +16,18 @@ from typing import Any, Sequence
 
 import torch
 
-from mi_analysis.bench.common import add_clock_flag, add_common_flags, clock, emit, parse, ratio, report, resolve_device
+from mi_analysis._util.device import resolve_device
+from mi_analysis.analysis import AnalysisConfig, analyze_model
+from mi_analysis.bench.common import add_clock_flag, add_common_flags, clock, emit, parse, ratio, report
 from mi_analysis.models import build
-from mi_analysis.profile import timed
+from mi_analysis.profiling.costs import timed
 
 
 def run(n: int = 5_000, *, arch: str = "resnet32", num_modules: int = 16, context: str = "E",
         batch_size: int = 128, device: str = "cpu", clock_name: str = "wall") -> dict[str, Any]:
-    from mi_analysis.analysis import AnalysisConfig, analyze_model
-
     if n < 8 or batch_size < 1:
         raise ValueError(f"n must be >= 8 and batch_size >= 1, got n={n}, batch_size={batch_size}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     ticks = clock(clock_name, dev)
     torch.manual_seed(0)
     model = build(arch, num_modules, context).to(dev)

@@ -20,9 +20,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from mi_analysis._util.device import resolve_device
+from mi_analysis.estimators import estimate
+from mi_analysis.estimators.knn import prepare_points
+from mi_analysis.estimators.ksg import ksg_value
 from mi_analysis.bench.common import (add_clock_flag, add_common_flags, clock, emit, parse, ratio, report,
-                                      resolve_device, target)
-from mi_analysis.profile import timed
+                                      target)
+from mi_analysis.profiling.costs import timed
 
 SECONDS_LIMIT = 2.0   # torch, n=10,000, k=5, 5+5 dims, 2 CPU cores
 SPEEDUP_LIMIT = 10.0  # scipy seconds / torch seconds
@@ -44,13 +48,9 @@ def scipy_ksg(px: np.ndarray, py: np.ndarray, k: int, workers: int) -> float:
 
 def run(n: int = 10_000, dims: int = 5, k: int = 5, repeats: int = 3, device: str = "cpu",
         seed: int = 0, clock_name: str = "wall") -> dict[str, Any]:
-    from mi_analysis.estimators import estimate
-    from mi_analysis.estimators.knn import prepare_points
-    from mi_analysis.estimators.ksg import ksg_value
-
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     ticks = clock(clock_name, dev)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dims, generator=generator, dtype=torch.float64)

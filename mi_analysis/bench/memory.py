@@ -1,7 +1,7 @@
 """`mi-analysis bench memory`: activation memory of one training step, as ratios to E2E.
 
 For each configuration, one training step on a random batch (default 128 x 3 x 32 x 32) is
-measured three ways (mi_analysis.profile.training_step_memory):
+measured three ways (mi_analysis.profiling.costs.training_step_memory):
 - saved: peak bytes saved for backward, parameters excluded (SavedTensorMeter): how the
   reference implementation's numbers were measured, the targets below are on this measure;
 - live: peak bytes of every tensor the step creates (LiveTensorMeter): activations, recomputed
@@ -19,9 +19,10 @@ from typing import Any, Sequence
 
 import torch
 
-from mi_analysis.bench.common import add_common_flags, emit, parse, ratio, report, resolve_device, target
+from mi_analysis._util.device import resolve_device
+from mi_analysis.bench.common import add_common_flags, emit, parse, ratio, report, target
 from mi_analysis.models import build
-from mi_analysis.profile import training_step_memory
+from mi_analysis.profiling.costs import training_step_memory
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def run(batch_size: int = 128, device: str = "cpu", cases: Sequence[Case] = CASE
         image_size: int = 32) -> dict[str, Any]:
     if batch_size < 1 or not cases:
         raise ValueError(f"batch_size must be >= 1 and cases not empty, got {batch_size} and {len(cases)} cases")
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     rows = [measure(case, batch_size, dev, image_size) for case in cases]
     add_ratios(rows)
     settings = {"batch_size": batch_size, "input": f"3x{image_size}x{image_size}", "classes": 10}

@@ -25,10 +25,11 @@ from typing import Any, Sequence
 
 import torch
 
+from mi_analysis._util.device import resolve_device
 from mi_analysis.bench.common import (add_clock_flag, add_common_flags, clock, emit, parse, ratio, report,
-                                      resolve_device, target)
+                                      target)
 from mi_analysis.models import build
-from mi_analysis.profile import part_costs, timed, training_step_flops, training_step_memory
+from mi_analysis.profiling.costs import part_costs, timed, training_step_flops, training_step_memory
 
 TIME_PER_FLOP_LIMIT = 1.3  # ContSup E at the largest K vs E2E
 
@@ -179,7 +180,7 @@ def run(*, arch: str = "resnet32", modules: Sequence[int] = (2, 4, 8, 16), conte
     if steps < 1 or warmup < 0 or batch_size < 1:
         raise ValueError(f"steps must be >= 1, warmup >= 0 and batch_size >= 1, got steps={steps}, "
                          f"warmup={warmup}, batch_size={batch_size}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     clock(clock_name, dev)  # check it before the long part
     configs = [(1, "R0")] + [(k, c) for c in contexts for k in modules if k > 1]
     prepared = [prepare(arch, k, c, batch_size, image_size, dev, bf16=bf16, channels_last=channels_last,

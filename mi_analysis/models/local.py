@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from mi_analysis.training.losses import LOCAL_LOSSES, cross_entropy, supervised_contrastive
+from .losses import LOCAL_LOSSES, cross_entropy, supervised_contrastive
 
 from . import heads, splits
 from .context import ContextSupply
@@ -148,7 +148,7 @@ class LocalNet(nn.Module):
 
     # ---------------------------------------------------------------- running
     # One module at a time: the steps that _walk and training_step chain, public so that a
-    # caller (e.g. mi_analysis.distributed, one rank per group of modules) can run a subset.
+    # caller (e.g. mi_analysis.training.distributed, one rank per group of modules) can run a subset.
     def context_sources(self, x: Tensor) -> dict[int, Tensor]:
         """The context sources of a batch: the detached module inputs that later cuts read,
         starting with the image x (module 0's input) when a cut reads it. Pass the dict to

@@ -17,20 +17,13 @@ import numpy as np
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in Jupyter and warns without it
 
-from mi_analysis.config import RunConfig
-from mi_analysis.data import TensorLoader, load_splits
-from mi_analysis.memory import SavedTensorMeter
+from mi_analysis.training.config import RunConfig
+from mi_analysis.data import TensorLoader, dataset_info, load_splits
+from mi_analysis.profiling.memory import SavedTensorMeter
 from mi_analysis.models import LocalNet, build
-from mi_analysis.training import io
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
-    return device
+from mi_analysis._util import files
+from mi_analysis._util.device import resolve_device
+from mi_analysis.training import checkpoints
 
 
 def seed_everything(seed: int) -> None:
@@ -78,7 +71,7 @@ def new_run_dir(config: RunConfig) -> Path:
 class Trainer:
     """Trains one run; `Trainer.start(config)` for a new run, `Trainer.resume(run_dir)` to continue.
 
-    Multi-process training (mi_analysis.distributed) subclasses it through the hooks marked
+    Multi-process training (mi_analysis.training.distributed) subclasses it through the hooks marked
     "hook": `_gradients` (one batch's gradients), `_reduce_epoch` and `_reduce_counts` (sums over
     processes), `_create_run_dir` and `is_main_process` (only one process writes files).
     """
@@ -127,7 +120,7 @@ class Trainer:
     def _create_run_dir(cls, config: RunConfig) -> Path:  # hook
         run_dir = new_run_dir(config)
         config.to_yaml(run_dir / "config.yaml")
-        io.write_text(run_dir / "version.txt", io.code_version() + "\n")
+        files.write_text(run_dir / "version.txt", checkpoints.code_version() + "\n")
         (run_dir / "checkpoints").mkdir()
         return run_dir
 
@@ -167,7 +160,7 @@ class Trainer:
                 tqdm.write(f"epoch {epoch + 1}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         summary = self.summary()
         if self.is_main_process:
-            io.write_json(self.run_dir / "final.json", summary)
+            files.write_json(self.run_dir / "final.json", summary)
         return summary
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -245,11 +238,11 @@ class Trainer:
             "epoch": epochs_done, "config": self.config.to_dict(), "metrics": self.rows,
             "rng": {"torch": torch.get_rng_state()},
         }
-        checkpoints = self.run_dir / "checkpoints"
+        folder = self.run_dir / "checkpoints"
         if epochs_done in self.config.train.save_epochs:
-            io.save_checkpoint(checkpoints / f"epoch_{epochs_done:03d}.pt", state)
-        io.save_checkpoint(checkpoints / "last.pt", state)
-        io.write_csv(self.run_dir / "metrics.csv", self.rows)
+            checkpoints.save_checkpoint(folder / f"epoch_{epochs_done:03d}.pt", state)
+        checkpoints.save_checkpoint(folder / "last.pt", state)
+        files.write_csv(self.run_dir / "metrics.csv", self.rows)
 
     def summary(self) -> dict[str, Any]:
         """Final and best accuracies. The best epoch is chosen on validation, never on test;
@@ -289,8 +282,6 @@ def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu")
         raise FileNotFoundError(f"no checkpoint {name} in {run_dir}; available: {available or 'none'}")
     state = torch.load(path, map_location=device, weights_only=False)
     config = RunConfig.from_dict(state["config"])
-    from mi_analysis.data import dataset_info
-
     info = dataset_info(config.data.dataset, image_size=config.data.image_size)
     model = build_model(config, info, info.image_size).to(device)
     model.load_state_dict(state["model"])

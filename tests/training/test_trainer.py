@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from mi_analysis.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mi_analysis.training import Trainer, learning_rate, load_run, train
 
 

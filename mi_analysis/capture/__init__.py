@@ -1,0 +1,21 @@
+"""Capture: record activations at named points of a network, reduced on the fly.
+
+    acts = capture(net, loader, reduce=("avgpool", 4))
+"""
+
+from .recorder import Captured, capture, fit_reducers
+from .reductions import PCA, REDUCTION_STEPS, AvgPool, RandomProjection, Reduction, make_reduction
+from .taps import UnknownPointError
+
+__all__ = [
+    "capture",
+    "fit_reducers",
+    "Captured",
+    "Reduction",
+    "AvgPool",
+    "RandomProjection",
+    "PCA",
+    "make_reduction",
+    "REDUCTION_STEPS",
+    "UnknownPointError",
+]

@@ -1,0 +1,79 @@
+import pytest
+
+from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mi_analysis.training.recipes import EXPERIMENTS, experiment, recipe
+
+
+def test_yaml_round_trip(tmp_path):
+    config = RunConfig(
+        model=ModelConfig(arch="resnet110", num_modules=8, context="R1E", lambdas=(5.0, 0.0, 0.5, 1.0)),
+        data=DataConfig(dataset="svhn", train_subset=100),
+        train=TrainConfig(epochs=3, save_epochs=(1, 3), bf16=True),
+        out_dir=str(tmp_path),
+    )
+    config.to_yaml(tmp_path / "c.yaml")
+    assert RunConfig.from_yaml(tmp_path / "c.yaml") == config
+
+
+def test_unknown_keys_are_errors():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['modules'\] in config.model; valid keys"):
+        RunConfig.from_dict({"model": {"modules": 4}})
+    with pytest.raises(ValueError, match="unknown key"):
+        RunConfig.from_dict({"optimizer": {}})
+
+
+@pytest.mark.parametrize(
+    "section, value, message",
+    [
+        ({"train": {"epochs": "ten"}}, None, "config.train.epochs must be an integer"),
+        ({"train": {"bf16": 1}}, None, "config.train.bf16 must be true or false"),
+        ({"model": {"lambdas": [1, 2]}}, None, "config.model.lambdas"),
+    ],
+)
+def test_wrong_types_are_errors(section, value, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict(section)
+
+
+def test_override_and_differences():
+    base = RunConfig()
+    changed = base.override({"model.context": "E", "train.epochs": 7, "out_dir": "elsewhere"})
+    assert (changed.model.context, changed.train.epochs, changed.out_dir) == ("E", 7, "elsewhere")
+    assert base.differences(changed) == [
+        "model.context: 'R0' != 'E'", "out_dir: 'runs' != 'elsewhere'", "train.epochs: 160 != 7",
+    ]
+    with pytest.raises(ValueError, match="override key 'epochs' must be <section>.<field>"):
+        base.override({"epochs": 3})
+
+
+def test_paper_recipe_lr_per_batch_size():
+    cifar = RunConfig(train=recipe("paper", "cifar10"))
+    stl = RunConfig(train=recipe("paper", "stl10"))
+    assert (cifar.train.batch_size, cifar.lr) == (1024, pytest.approx(0.8))
+    assert (stl.train.batch_size, stl.lr) == (128, pytest.approx(0.1))
+    assert cifar.train.nesterov and cifar.train.weight_decay == 1e-4 and cifar.train.epochs == 160
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        recipe("fast", "cifar10")
+
+
+def test_experiments_match_the_paper_tables():
+    table1 = experiment("table1")
+    assert [(c.model.arch, c.model.num_modules, c.model.context) for c in table1] == [
+        ("resnet32", 16, mode) for mode in ("R0", "E", "R1", "R1E")
+    ]
+    table2 = experiment("table2", seeds=(0, 1))
+    assert len(table2) == 2 * 4 * 2 * 2  # modes x K x losses x seeds
+    table4 = {(c.model.num_modules, c.model.context) for c in experiment("table4")}
+    assert (16, "R16") in table4 and (8, "R16") not in table4 and (8, "R8") in table4
+    table3 = experiment("table3")
+    assert {c.data.dataset for c in table3} == {"cifar10", "svhn", "stl10"}
+    assert all(c.model.reconstruct and c.model.context == "R1E" for c in table3)
+    assert {c.train.batch_size for c in table3 if c.data.dataset == "stl10"} == {128}
+    assert set(EXPERIMENTS) >= {"table1", "table2", "table3", "table4", "figure4"}
+
+
+def test_quick_scale_shrinks_data_and_epochs():
+    quick = experiment("table1", scale="quick", dataset="synthetic")
+    assert all(c.train.epochs == 2 and c.data.train_subset == 512 and c.data.dataset == "synthetic" for c in quick)
+    with pytest.raises(ValueError, match="experiment must be one of"):
+        experiment("table9")
