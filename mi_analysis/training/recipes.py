@@ -1,6 +1,6 @@
 """Training recipes and the paper experiments as lists of run configurations.
 
-`recipe("paper", dataset)` is REFERENCE section 7 (SGD Nesterov, wd 1e-4, 160 epochs, 10-epoch
+`recipe("paper", dataset)` is the papers' recipe (InfoPro and ContSup: SGD Nesterov, wd 1e-4, 160 epochs, 10-epoch
 warm-up + cosine, lr 0.1 per 128 examples); `recipe("quick", dataset)` is a CPU-sized schedule
 for the small offline sets. `experiment(name)` expands one table or figure of the ContSup paper
 into every run it needs.
