@@ -167,7 +167,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # analyze flags that map one-to-one onto AnalysisConfig fields
-ANALYSIS_FLAGS = ("points", "quantities", "y_estimators", "x_estimators", "probe_size", "fit_size", "seed",
+ANALYSIS_FLAGS = ("points", "quantities", "y_estimators", "x_estimators", "held_out_size", "fit_size", "seed",
                   "device", "decoder", "pool", "pca_dim")
 
 
@@ -217,6 +217,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+class _RenamedFlag(argparse.Action):
+    """Stores like its first (current) spelling; a later, older spelling still works and says so."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != self.option_strings[0]:
+            print(f"mi-analysis: {option_string} is deprecated; use {self.option_strings[0]}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mi-analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,7 +272,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--aux-head", help="local heads (default 0c1f)")
     p.add_argument("--epochs", type=int, help="default 10")
     p.add_argument("--seed", type=int)
-    p.add_argument("--probe-size", type=int, help="probe samples from the test split (default: all)")
+    p.add_argument("--held-out-size", "--probe-size", dest="held_out_size", type=int, action=_RenamedFlag,
+                   help="held-out samples from the test split (default: all)")
     p.add_argument("--train-subset", type=int, help="train on a seeded, stratified subset (e.g. 5000)")
     p.add_argument("--out-dir", default="runs/demo")
     p.set_defaults(func=cmd_demo)
@@ -273,15 +283,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML AnalysisConfig (flags override it)")
     p.add_argument("--epochs", nargs="+", metavar="all|N", help="'all' saved epochs or epoch numbers (default: last)")
     p.add_argument("--points", nargs="+", metavar="boundaries|all|NAME",
-                   help="module boundaries (default), every probe point, or point names")
+                   help="module boundaries (default), every tap, or tap names")
     p.add_argument("--quantities", nargs="+", choices=["x", "y", "I(h;x)", "I(h;y)"], help="default: both")
     p.add_argument("--y-estimators", nargs="+", metavar="METHOD",
                    help="I(h;y) methods (default probe_linear mixed_knn)")
     p.add_argument("--x-estimators", nargs="+", metavar="METHOD",
                    help="I(h;x) methods: reconstruction, kde_upper, infonce, ... (default reconstruction kde_upper)")
-    p.add_argument("--probe-size", type=int, help="samples of the test split in the probe set (default: all)")
+    p.add_argument("--held-out-size", "--probe-size", dest="held_out_size", type=int, action=_RenamedFlag,
+                   help="samples of the test split in the held-out set (default: all)")
     p.add_argument("--fit-size", type=int, help="training-split samples for PCA and decoders (default 2000)")
-    p.add_argument("--seed", type=int, help="probe/fitting draws and estimator seeds")
+    p.add_argument("--seed", type=int, help="held-out/fitting draws and estimator seeds")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--decoder", choices=["linear", "mlp"], help="reconstruction decoder")
     p.add_argument("--pool", type=int, help="average-pool activations to POOL x POOL before PCA")

@@ -43,7 +43,7 @@ class DemoSettings:
     aux_head: str = "0c1f"
     epochs: int = 10
     seed: int = 0
-    probe_size: int | None = None  # None: the whole test split (497 digits)
+    held_out_size: int | None = None  # None: the whole test split (497 digits)
     train_subset: int | None = None  # e.g. a few thousand Fashion-MNIST images for a CPU
 
 
@@ -81,7 +81,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs
         summaries[mode] = trainer.run()
         timings[f"train {mode}"] = time.perf_counter() - start
 
-    analysis = AnalysisConfig(probe_size=settings.probe_size, seed=settings.seed)
+    analysis = AnalysisConfig(held_out_size=settings.held_out_size, seed=settings.seed)
     mi_rows = []
     for mode, summary in summaries.items():
         start = time.perf_counter()
@@ -125,7 +125,7 @@ def _fmt(row: dict | None) -> str:
 
 
 def _difference(a: dict | None, b: dict | None) -> str:
-    """a - b with a 95% CI from the two standard errors (independent probe fits assumed)."""
+    """a - b with a 95% CI from the two standard errors (independent fits assumed)."""
     if a is None or b is None:
         return "-"
     d = float(a["value"]) - float(b["value"])

@@ -77,8 +77,12 @@ def test_cli_errors_are_clear(analysed, tmp_path, capsys):
     assert main(["analyze", str(e2e), "--points", "s9.b9", "--out", str(tmp_path / "mi.csv")]) == 2
     err = capsys.readouterr().err
     assert "unknown point(s) ['s9.b9']" in err and "'s1.b0'" in err
+    assert main(["analyze", str(e2e), "--held-out-size", "1000", "--out", str(tmp_path / "mi.csv")]) == 2
+    assert "held_out_size=1000 is larger than the 60 images" in capsys.readouterr().err
+    # the flag's earlier name still works, and says it is deprecated
     assert main(["analyze", str(e2e), "--probe-size", "1000", "--out", str(tmp_path / "mi.csv")]) == 2
-    assert "probe_size=1000 is larger than the 60 images" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--probe-size is deprecated; use --held-out-size" in err and "held_out_size=1000 is larger" in err
     assert main(["analyze", str(e2e), "--epochs", "last"]) == 2
     assert "--epochs takes 'all' or epoch numbers" in capsys.readouterr().err
     assert main(["analyze", str(e2e), "--pca-dim", "8", "--points", "stem"]) == 2  # other settings, same table

@@ -8,7 +8,7 @@ from mi_analysis.demo import DEMO_MODES, DemoSettings, boundary_table, run_demo
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    run_demo(DemoSettings(arch="resnet20", num_modules=3, epochs=1, probe_size=150), out)
+    run_demo(DemoSettings(arch="resnet20", num_modules=3, epochs=1, held_out_size=150), out)
     return out
 
 

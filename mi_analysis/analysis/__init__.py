@@ -1,7 +1,7 @@
-"""Per-layer information analysis: I(h;x) and I(h;y) at the probe points of a network -> mi.csv.
+"""Per-layer information analysis: I(h;x) and I(h;y) at the taps of a network -> mi.csv.
 
     from mi_analysis.analysis import AnalysisConfig, analyze_run, analyze_model, collect_runs
-    rows = analyze_run("runs/cifar10-resnet32-K16-R0-...", AnalysisConfig(probe_size=5000))
+    rows = analyze_run("runs/cifar10-resnet32-K16-R0-...", AnalysisConfig(held_out_size=5000))
     rows = analyze_model(torchvision_resnet18, (x, y), ["layer1", "layer2", "layer3", "layer4"])
 
 This is the only place that joins a model, its activations and the estimators.

@@ -1,6 +1,6 @@
 """One analysis pass of one model: capture every point once, then run the estimators point by point.
 
-The fitting set (PCA bases, decoders) and the probe set (every reported number) are disjoint;
+The fitting set (PCA bases, decoders) and the held-out set (every reported number) are disjoint;
 both are captured in one forward pass each for all points, pooled inside the hooks.
 """
 
@@ -13,40 +13,32 @@ import torch
 from torch import Tensor, nn
 
 from mi_analysis.capture import capture
+from mi_analysis.models import Tap
 
 from .measure import Inputs, fit_pca, measure_point, reduce_point, uses_reduced_x
 from .settings import RECONSTRUCTION, RECONSTRUCTION_ROWS, AnalysisConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class Point:
-    """A point to measure and where it sits: depth along the network, module index."""
+class SampleSets:
+    """Model inputs of the fitting and held-out sets, the held-out labels, and the inputs to reconstruct.
 
-    name: str
-    depth: int
-    module: int
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeData:
-    """Model inputs of the fitting and probe sets, the probe labels, and the inputs to reconstruct.
-
-    fit_x, probe_x: what the model takes (e.g. normalised images); labels: int64 (n_probe,);
-    target_fit, target_probe: (n, D) float, e.g. pixels on the 0..1 scale.
+    fit_x, held_out_x: what the model takes (e.g. normalised images); labels: int64 (n_held_out,);
+    target_fit, target_held_out: (n, D) float, e.g. pixels on the 0..1 scale.
     """
 
     fit_x: Tensor
-    probe_x: Tensor
+    held_out_x: Tensor
     labels: Tensor
     target_fit: Tensor
-    target_probe: Tensor
+    target_held_out: Tensor
 
     def __post_init__(self) -> None:
-        n_fit, n_probe = len(self.fit_x), len(self.probe_x)
-        if len(self.target_fit) != n_fit or len(self.labels) != n_probe or len(self.target_probe) != n_probe:
+        n_fit, n_held_out = len(self.fit_x), len(self.held_out_x)
+        if len(self.target_fit) != n_fit or len(self.labels) != n_held_out or len(self.target_held_out) != n_held_out:
             raise ValueError(
-                f"probe data disagree in length: fit_x {n_fit}, target_fit {len(self.target_fit)}, probe_x {n_probe}, "
-                f"labels {len(self.labels)}, target_probe {len(self.target_probe)}"
+                f"sample sets disagree in length: fit_x {n_fit}, target_fit {len(self.target_fit)}, held_out_x {n_held_out}, "
+                f"labels {len(self.labels)}, target_held_out {len(self.target_held_out)}"
             )
         if n_fit < 2:
             raise ValueError(f"the fitting set needs at least 2 samples, got {n_fit}")
@@ -65,8 +57,8 @@ def row_estimators(method: str) -> tuple[str, ...]:
 
 def measure_model(
     model: nn.Module,
-    points: list[Point],
-    data: ProbeData,
+    points: list[Tap],
+    data: SampleSets,
     config: AnalysisConfig,
     base_row: dict[str, Any],
     device: torch.device,
@@ -94,25 +86,25 @@ def measure_model(
     names = list(todo)
     pool = ("avgpool", config.pool)
     fit = _capture(model, data.fit_x, names, pool, config, device, "fitting")
-    probe = _capture(model, data.probe_x, names, pool, config, device, "probe")
+    held_out = _capture(model, data.held_out_x, names, pool, config, device, "held-out")
     needs_x = any(quantity == "I(h;x)" and uses_reduced_x(method) for quantity, method in wanted_methods(config))
     inputs = _inputs(data, config, device, needs_x)
     rows: list[dict[str, Any]] = []
-    measured: list[tuple[Tensor, Tensor, dict]] = []  # (fit_h, probe_h, (quantity, method) -> results)
+    measured: list[tuple[Tensor, Tensor, dict]] = []  # (fit_h, held_out_h, (quantity, method) -> results)
     for point in points:
         if point.name not in todo:
             continue
-        fit_h, probe_h = fit.pop(point.name), probe.pop(point.name)
-        results = next((known for f, p, known in measured if _same(f, fit_h) and _same(p, probe_h)), None)
+        fit_h, held_out_h = fit.pop(point.name), held_out.pop(point.name)
+        results = next((known for f, p, known in measured if _same(f, fit_h) and _same(p, held_out_h)), None)
         if results is None:
             results = {}
-            measured.append((fit_h, probe_h, results))
+            measured.append((fit_h, held_out_h, results))
         missing = [pair for pair in todo[point.name] if pair not in results]
         if missing:
-            fit_d, probe_d = fit_h.to(device), probe_h.to(device)
-            reduced = reduce_point(fit_d, probe_d, config.pca_dim)
+            fit_d, held_out_d = fit_h.to(device), held_out_h.to(device)
+            reduced = reduce_point(fit_d, held_out_d, config.pca_dim)
             for pair in missing:
-                results[pair] = measure_point(fit_d, probe_d, reduced, inputs, config, [pair])
+                results[pair] = measure_point(fit_d, held_out_d, reduced, inputs, config, [pair])
         point_rows = [
             _row(base_row, point, quantity, estimator, result)
             for pair in todo[point.name] for quantity, estimator, result in results[pair]
@@ -138,14 +130,14 @@ def _capture(model: nn.Module, x: Tensor, names: list[str], pool, config: Analys
         ) from err
 
 
-def _inputs(data: ProbeData, config: AnalysisConfig, device: torch.device, needs_x: bool) -> Inputs:
+def _inputs(data: SampleSets, config: AnalysisConfig, device: torch.device, needs_x: bool) -> Inputs:
     target_fit = data.target_fit.flatten(1).float().to(device)
-    target_probe = data.target_probe.flatten(1).float().to(device)
+    target_held_out = data.target_held_out.flatten(1).float().to(device)
     reduced_x = None
     if needs_x:
         pca = fit_pca(target_fit, config.x_pca_dim)
-        reduced_x = target_probe if pca is None else pca.transform(target_probe)
-    return Inputs(data.labels.to(device), target_fit, target_probe, reduced_x)
+        reduced_x = target_held_out if pca is None else pca.transform(target_held_out)
+    return Inputs(data.labels.to(device), target_fit, target_held_out, reduced_x)
 
 
 def key_of(base_row: dict[str, Any], point: str, quantity: str, estimator: str) -> tuple[str, ...]:
@@ -153,7 +145,7 @@ def key_of(base_row: dict[str, Any], point: str, quantity: str, estimator: str) 
     return (str(base_row["run"]), str(base_row["epoch"]), point, quantity, estimator)
 
 
-def requested_keys(base_row: dict[str, Any], points: list[Point], config: AnalysisConfig) -> set[tuple[str, ...]]:
+def requested_keys(base_row: dict[str, Any], points: list[Tap], config: AnalysisConfig) -> set[tuple[str, ...]]:
     """Keys of every row the config asks for at these points."""
     return {
         key_of(base_row, point.name, quantity, name)
@@ -161,7 +153,7 @@ def requested_keys(base_row: dict[str, Any], points: list[Point], config: Analys
     }  # fmt: skip
 
 
-def _row(base_row: dict[str, Any], point: Point, quantity: str, estimator: str, result) -> dict[str, Any]:
+def _row(base_row: dict[str, Any], point: Tap, quantity: str, estimator: str, result) -> dict[str, Any]:
     return {
         **base_row, "point": point.name, "depth": point.depth, "module": point.module, "quantity": quantity,
         "estimator": estimator, "kind": result.kind, "value": float(result.value),

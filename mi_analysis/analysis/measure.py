@@ -1,7 +1,7 @@
-"""The quantities at one point, from the pooled activations of the fitting and probe sets.
+"""The quantities at one point, from the pooled activations of the fitting and held-out sets.
 
-    reduced = reduce_point(fit_h, probe_h, config.pca_dim)    # PCA fitted on the fitting set
-    results = measure_point(fit_h, probe_h, reduced, inputs, config, [("I(h;y)", "probe_linear")])
+    reduced = reduce_point(fit_h, held_out_h, config.pca_dim)    # PCA fitted on the fitting set
+    results = measure_point(fit_h, held_out_h, reduced, inputs, config, [("I(h;y)", "probe_linear")])
     # -> [(quantity, estimator, MIResult)]
 
 What each I(h; x) number is (docs/information.md): for a deterministic network and a continuous
@@ -10,7 +10,7 @@ row claims to be "the" I(h; x):
 - reconstruction_gaussian: a proxy (see reconstruction.py), reconstruction_mse: InfoPro's
   held-out reconstruction error (not in nats);
 - kde_upper / kde_lower: rigorous bounds on I(T; X) for the NOISY representation
-  T = reduced h + N(0, sigma^2 I), X the sample drawn uniformly from the probe set; capped at
+  T = reduced h + N(0, sigma^2 I), X the sample drawn uniformly from the held-out set; capped at
   log N; sigma = config.kde_sigma x the RMS distance of a reduced h from its mean;
 - infonce (nwj, mine): lower bounds on I(reduced h; reduced x) from a trained critic, InfoNCE
   capped at log(batch size).
@@ -39,13 +39,13 @@ KDE_METHODS = ("kde_upper", "kde_lower")
 class Inputs:
     """What the I(h; x) and I(h; y) estimators pair h with.
 
-    labels: int64 (n_probe,); target_fit, target_probe: the inputs to reconstruct (n, D) on the
-    0..1 pixel scale; reduced_x: the probe inputs PCA-reduced (n_probe, x_pca_dim), for critics.
+    labels: int64 (n_held_out,); target_fit, target_held_out: the inputs to reconstruct (n, D) on the
+    0..1 pixel scale; reduced_x: the held-out inputs PCA-reduced (n_held_out, x_pca_dim), for critics.
     """
 
     labels: Tensor
     target_fit: Tensor
-    target_probe: Tensor
+    target_held_out: Tensor
     reduced_x: Tensor | None
 
 
@@ -65,33 +65,33 @@ def fit_pca(fitting: Tensor, dim: int) -> PCA | None:
         return PCA(rank).fit(fitting) if rank > 0 else None
 
 
-def reduce_point(fit_h: Tensor, probe_h: Tensor, dim: int) -> Tensor:
-    """The probe activations (n, <= dim) in the PCA basis of the fitting activations (float32)."""
+def reduce_point(fit_h: Tensor, held_out_h: Tensor, dim: int) -> Tensor:
+    """The held-out activations (n, <= dim) in the PCA basis of the fitting activations (float32)."""
     pca = fit_pca(fit_h, dim)
-    return probe_h.flatten(1).float() if pca is None else pca.transform(probe_h)
+    return held_out_h.flatten(1).float() if pca is None else pca.transform(held_out_h)
 
 
 def measure_point(
-    fit_h: Tensor, probe_h: Tensor, reduced: Tensor, inputs: Inputs, config: AnalysisConfig,
+    fit_h: Tensor, held_out_h: Tensor, reduced: Tensor, inputs: Inputs, config: AnalysisConfig,
     wanted: list[tuple[str, str]],
 ) -> list[tuple[str, str, MIResult]]:  # fmt: skip
     """(quantity, estimator, result) for every (quantity, method) in `wanted`.
 
-    fit_h, probe_h: pooled activations (n, d); reduced: the PCA-reduced probe activations.
+    fit_h, held_out_h: pooled activations (n, d); reduced: the PCA-reduced held-out activations.
     The method "reconstruction" yields two results (reconstruction_gaussian, reconstruction_mse).
     """
     out = []
     for quantity, method in wanted:
         if method == RECONSTRUCTION:
             results = reconstruction_results(
-                fit_h.flatten(1), inputs.target_fit, probe_h.flatten(1), inputs.target_probe,
+                fit_h.flatten(1), inputs.target_fit, held_out_h.flatten(1), inputs.target_held_out,
                 kind=config.decoder, seed=config.seed,
             )  # fmt: skip
             out += [(quantity, name, result) for name, result in results.items()]
         elif quantity == "I(h;y)":
             out.append((quantity, method, _estimate(reduced, inputs.labels, method, config)))
         elif method in KDE_METHODS:
-            # each probe sample its own group: I(h + noise; X) with X the sample index, <= log N
+            # each held-out sample its own group: I(h + noise; X) with X the sample index, <= log N
             index = torch.arange(len(reduced), device=reduced.device)
             out.append((quantity, method, _estimate(reduced, index, method, config)))
         else:

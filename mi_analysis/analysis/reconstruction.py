@@ -1,7 +1,7 @@
 """InfoPro's reconstruction view of I(h; x): how well can x be rebuilt from frozen h?
 
 A decoder is fitted on the fitting set (training split) from the pooled activation h to the
-un-normalised input x (pixels on the 0..1 scale), then evaluated on the probe set it never saw.
+un-normalised input x (pixels on the 0..1 scale), then evaluated on the held-out set it never saw.
 Two numbers come out, neither of them a bound on I(h; x):
 
 - reconstruction_mse (kind "non_shannon"): the held-out mean squared error per input dimension,
@@ -24,9 +24,9 @@ is clipped at 0 (a decoder worse than the mean is read as "no information") and 
 0.5 log(1e6) (an error below a millionth of the variance counts as that), so that one perfectly
 reconstructed dimension cannot dominate.
 
-Uncertainty: both values come from per-sample squared errors of the probe set; stderr and 95% CI
+Uncertainty: both values come from per-sample squared errors of the held-out set; stderr and 95% CI
 by disjoint subsampling (estimators.uncertainty.subsample_result). They cover the sampling of the
-probe set, not the randomness of the fitted decoder.
+held-out set, not the randomness of the fitted decoder.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def gaussian_proxy(squared_errors: Tensor, x: Tensor) -> float:
 def reconstruction_results(
     z_fit: Tensor, x_fit: Tensor, z_probe: Tensor, x_probe: Tensor, *, kind: str = "linear", seed: int = 0
 ) -> dict[str, MIResult]:
-    """Fit a decoder on (z_fit, x_fit), evaluate on the probe pairs; {"reconstruction_gaussian": proxy
+    """Fit a decoder on (z_fit, x_fit), evaluate on the held-out pairs; {"reconstruction_gaussian": proxy
     result in nats, "reconstruction_mse": held-out MSE per input dimension}. x_* are (n, D)."""
     decoder = fit_decoder(z_fit, x_fit.flatten(1), kind, seed=seed)
     x_probe = x_probe.flatten(1).double()

@@ -11,14 +11,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mi_analysis.capture import UnknownPointError
+from mi_analysis.capture import gather, resolve_taps
+from mi_analysis.capture.taps import declared_tap_names
+from mi_analysis.models import Tap
 from mi_analysis.training.config import RunConfig
 from mi_analysis.data import load_splits, normalize
 from mi_analysis._util.files import read_csv
 from mi_analysis._util.device import resolve_device
 from mi_analysis.training.trainer import load_run
 
-from .engine import Point, ProbeData, measure_model, requested_keys
+from .engine import SampleSets, measure_model, requested_keys
 from .settings import POINT_SETS, AnalysisConfig
 from .table import MI_COLUMNS, MiTable, format_value, row_key
 
@@ -29,26 +31,25 @@ FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
 # ---------------------------------------------------------------- points
 
 
-def select_points(model: nn.Module, points: str | Sequence[str]) -> list[Point]:
-    """The points to measure, in depth order for a LocalNet (points may be "boundaries", "all" or names)
+def select_points(model: nn.Module, points: str | Sequence[str]) -> list[Tap]:
+    """The taps to measure, in depth order for a LocalNet (points may be "boundaries", "all" or names)
     and in the given order for any other module (names from named_modules(), depth = position)."""
-    if hasattr(model, "probe_points"):
-        valid = tuple(model.probe_points)
-        if points == "all":
-            names = list(valid)
-        elif points == "boundaries":
-            names = boundary_points(model)
-        else:
-            names = _names(points, valid, model)
-        chosen = [model.probe_point(name) for name in names]
-        return [Point(p.name, p.depth, p.module) for p in sorted(chosen, key=lambda p: p.depth)]
-    modules = [name for name, _ in model.named_modules() if name]
-    if isinstance(points, str) and points in POINT_SETS:
-        raise ValueError(
-            f"points={points!r} needs a LocalNet; for a {type(model).__name__} pass names from "
-            f"named_modules(): {modules}"
-        )
-    return [Point(name, depth, 0) for depth, name in enumerate(_names(points, modules, model))]
+    declared = declared_tap_names(model)
+    if declared is None:
+        if isinstance(points, str) and points in POINT_SETS:
+            modules = [name for name, _ in model.named_modules() if name]
+            raise ValueError(
+                f"points={points!r} needs a LocalNet; for a {type(model).__name__} pass names from "
+                f"named_modules(): {modules}"
+            )
+        return resolve_taps(model, points)
+    if points == "all":
+        names = list(declared)
+    elif points == "boundaries":
+        names = boundary_points(model)
+    else:
+        names = points
+    return sorted(resolve_taps(model, names), key=lambda tap: tap.depth)
 
 
 def boundary_points(model: nn.Module) -> list[str]:
@@ -57,17 +58,7 @@ def boundary_points(model: nn.Module) -> list[str]:
     if model.num_modules == 1:
         return list(model.unit_names)
     ends = {model.unit_names[c] for c in (*model.cuts, len(model.unit_names) - 1)}
-    return [name for name in model.probe_points if name in ends or name.endswith(".in")]
-
-
-def _names(points: str | Sequence[str], valid: Sequence[str], model: nn.Module) -> list[str]:
-    names = [points] if isinstance(points, str) else list(points)
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"points must be distinct point names, got {points!r}")
-    unknown = [name for name in names if name not in valid]
-    if unknown:
-        raise UnknownPointError(f"unknown point(s) {unknown} for {type(model).__name__}; valid names: {list(valid)}")
-    return names
+    return [name for name in model.taps if name in ends or name.endswith(".in")]
 
 
 # ---------------------------------------------------------------- a run directory
@@ -85,7 +76,7 @@ def analyze_run(
     run_dir: a run directory (config.yaml, checkpoints/). epochs: None (the last checkpoint),
         "all" (every saved epoch_XXX.pt and the last), or a list of epoch numbers.
     out: the table (default <run_dir>/mi.csv); its settings are kept beside it (analysis.yaml).
-    Probe set: config.probe_size samples of the run's test split (which training never selects on),
+    Held-out set: config.held_out_size samples of the run's test split (which training never selects on),
     drawn with config.seed; fitting set (PCA, decoders): up to config.fit_size samples of the
     run's training split. Rows already in the table for (run, epoch, point, quantity, estimator)
     are not recomputed and never rewritten; the returned list holds them too (as read back).
@@ -103,7 +94,7 @@ def analyze_run(
         model, _ = load_run(run_dir, checkpoint_epoch, device=str(device))
         points = select_points(model, config.points)  # unknown names fail before any data is loaded
         requested |= requested_keys(base, points, config)
-        data = data or _run_probe_data(run_config, config)
+        data = data or _run_samples(run_config, config)
         rows += measure_model(model, points, data, config, base, device, done=table.done, emit=table.append)
     return _this_call(table, requested, rows)
 
@@ -135,27 +126,27 @@ def _checkpoints(run_dir: Path, epochs: None | str | Sequence[int]) -> list[tupl
     return [(e, available[e]) for e in sorted(set(epochs))]
 
 
-def _run_probe_data(run: RunConfig, config: AnalysisConfig) -> ProbeData:
-    """Probe set from the run's test split, fitting set from its training split, as the model sees them."""
+def _run_samples(run: RunConfig, config: AnalysisConfig) -> SampleSets:
+    """Held-out set from the run's test split, fitting set from its training split, as the model sees them."""
     d = run.data
     splits = load_splits(
         d.dataset, d.root, download=False, val_fraction=d.val_fraction, seed=run.train.seed,
         train_subset=d.train_subset, test_subset=d.test_subset, image_size=d.image_size,
     )  # fmt: skip
     test, train = splits.test, splits.train
-    if config.probe_size is not None and config.probe_size > len(test):
+    if config.held_out_size is not None and config.held_out_size > len(test):
         raise ValueError(
-            f"probe_size={config.probe_size} is larger than the {len(test)} images of the {d.dataset} test split "
-            "the probe set is drawn from; choose probe_size <= that (or None for all)"
+            f"held_out_size={config.held_out_size} is larger than the {len(test)} images of the {d.dataset} test split "
+            "the held-out set is drawn from; choose held_out_size <= that (or None for all)"
         )
-    probe = _draw(len(test), config.probe_size, config.seed)
+    held_out = _draw(len(test), config.held_out_size, config.seed)
     fit = _draw(len(train), config.fit_size, config.seed + 1)
-    return ProbeData(
+    return SampleSets(
         fit_x=normalize(train.images[fit], splits.info),
-        probe_x=normalize(test.images[probe], splits.info),
-        labels=test.labels[probe],
+        held_out_x=normalize(test.images[held_out], splits.info),
+        labels=test.labels[held_out],
         target_fit=train.images[fit].float().div(255).flatten(1),  # un-normalised pixels, 0..1
-        target_probe=test.images[probe].float().div(255).flatten(1),
+        target_held_out=test.images[held_out].float().div(255).flatten(1),
     )
 
 
@@ -208,9 +199,9 @@ def analyze_model(
 
     data: an (x, y) pair of tensors/arrays, a tensor x with `labels`, or an iterable of (x, y)
         batches (a DataLoader). points: names from model.named_modules() (for a LocalNet also
-        "boundaries", "all" or probe point names); default config.points.
+        "boundaries", "all" or tap names); default config.points.
     fit_data: the fitting set for the PCA bases and decoders, in the same forms; by default a
-        seeded part of `data` (the probe set is config.probe_size samples, default half of them).
+        seeded part of `data` (the held-out set is config.held_out_size samples, default half of them).
     target: maps inputs x to what the decoder reconstructs (e.g. un-normalised pixels); default x.
     run, epoch: the run and epoch columns (default the model's class name and 0). Rows have mode
         "E2E" and K=1, except for a LocalNet (its context mode and K); seed is empty.
@@ -220,65 +211,45 @@ def analyze_model(
     chosen = select_points(model, config.points if points is None else points)
     x, y = _materialize(data, labels, "data")
     if fit_data is None:
-        n_probe = config.probe_size if config.probe_size is not None else len(x) // 2
-        if n_probe >= len(x):
+        n_held_out = config.held_out_size if config.held_out_size is not None else len(x) // 2
+        if n_held_out >= len(x):
             raise ValueError(
-                f"probe_size={n_probe} leaves none of the {len(x)} samples of data for fitting; choose a smaller "
-                "probe_size or pass fit_data"
+                f"held_out_size={n_held_out} leaves none of the {len(x)} samples of data for fitting; choose a smaller "
+                "held_out_size or pass fit_data"
             )
         order = _draw(len(x), None, config.seed)
-        probe, rest = order[:n_probe], order[n_probe:]
+        held_out, rest = order[:n_held_out], order[n_held_out:]
         fit_x = x[rest[: config.fit_size]]
     else:
-        if config.probe_size is not None and config.probe_size > len(x):
-            raise ValueError(f"probe_size={config.probe_size} is larger than the {len(x)} samples of data")
-        probe = _draw(len(x), config.probe_size, config.seed)
+        if config.held_out_size is not None and config.held_out_size > len(x):
+            raise ValueError(f"held_out_size={config.held_out_size} is larger than the {len(x)} samples of data")
+        held_out = _draw(len(x), config.held_out_size, config.seed)
         fit_x, _ = _materialize(fit_data, None, "fit_data", need_labels=False)
         fit_x = fit_x[_draw(len(fit_x), config.fit_size, config.seed + 1)]
-    probe_x = x[probe]
+    held_out_x = x[held_out]
     target = target or (lambda inputs: inputs)
-    probe_data = ProbeData(fit_x, probe_x, y[probe], target(fit_x).flatten(1), target(probe_x).flatten(1))
+    samples = SampleSets(fit_x, held_out_x, y[held_out], target(fit_x).flatten(1), target(held_out_x).flatten(1))
     k = getattr(model, "num_modules", 1)
     mode = "E2E" if k == 1 else model.config["context"]
     base = {"run": run or type(model).__name__, "mode": mode, "K": k, "seed": None, "epoch": epoch}
     device = resolve_device(config.device)
-    return measure_model(model, chosen, probe_data, config, base, device)
+    return measure_model(model, chosen, samples, config, base, device)
 
 
 def _materialize(data: Any, labels: Any, name: str, *, need_labels: bool = True) -> tuple[Tensor, Tensor | None]:
-    """(x, y) tensors from an (x, y) pair, a tensor x (with `labels`), or an iterable of x or (x, y)
+    """(x, y) on the CPU from an (x, y) pair, a tensor x (with `labels`), or an iterable of x or (x, y)
     batches. y is None only when labels are not needed (the fitting set)."""
-    if isinstance(data, (Tensor, np.ndarray)):
-        if labels is None and need_labels:
-            raise ValueError(f"{name} is a tensor of inputs: pass labels= (int class labels, one per sample)")
-        x, y = _tensor(data), None if labels is None else _tensor(labels)
-    elif isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (Tensor, np.ndarray)) for v in data):
-        x, y = _tensor(data[0]), _tensor(data[1])
-    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, Mapping)):
-        batches = [item if isinstance(item, (tuple, list)) else (item,) for item in data]
-        if not batches or (need_labels and not all(len(b) >= 2 for b in batches)):
-            raise ValueError(f"{name} as an iterable must yield (x, y) batches")
-        x = torch.cat([_tensor(b[0]) for b in batches])
-        y = torch.cat([_tensor(b[1]) for b in batches]) if need_labels else None
-    else:
-        raise TypeError(f"{name} must be an (x, y) pair of tensors, a tensor x with labels=, or an iterable of (x, y) "
-                        f"batches, got {type(data).__name__}")  # fmt: skip
+    if labels is not None and isinstance(data, (Tensor, np.ndarray)):
+        data = (data, labels)
+    x, y = gather(data, name)
     if not need_labels:
         return x, None
-    if len(x) != len(y):
-        raise ValueError(f"{name} has {len(x)} inputs but {len(y)} labels")
+    if y is None:
+        raise ValueError(f"{name} yields no labels: pass labels= (int class labels, one per sample) with a tensor "
+                         "x, or (x, y) tensors, or (x, y) batches")
     if y.dim() != 1 or y.is_floating_point():
         raise ValueError(f"{name} labels must be integer class labels of shape (n,), got {y.dtype} {tuple(y.shape)}")
     return x, y.long()
-
-
-def _tensor(value: Any) -> Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
-        return value.float() if value.is_floating_point() else value
-    if not isinstance(value, Tensor):
-        raise TypeError(f"expected a tensor or numpy array, got {type(value).__name__}")
-    return value.detach().cpu()
 
 
 # ---------------------------------------------------------------- run summaries

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ DECODERS = ("linear", "mlp")
 # An I(h;x) method of this package, not of the estimator registry: it yields two rows.
 RECONSTRUCTION = "reconstruction"
 RECONSTRUCTION_ROWS = ("reconstruction_gaussian", "reconstruction_mse")
+RENAMED_KEYS = {"probe_size": "held_out_size"}  # old key -> new key of analysis.yaml and AnalysisConfig
 SELECTION_FIELDS = frozenset({"points", "quantities", "y_estimators", "x_estimators", "device", "batch_size"})
 
 
@@ -35,7 +37,7 @@ class AnalysisConfig:
 
     Selection:
       points: "boundaries" (the output of the last unit of every module and every module input
-          "m{k}.in"; for an E2E run, K=1, every unit output), "all" (every probe point), or names.
+          "m{k}.in"; for an E2E run, K=1, every unit output), "all" (every tap), or names.
       quantities: subset of ("I(h;x)", "I(h;y)").
       y_estimators: registry methods for I(h;y) with class labels (see estimators.available()).
       x_estimators: "reconstruction" (decoder; rows reconstruction_gaussian [proxy] and
@@ -45,10 +47,10 @@ class AnalysisConfig:
       device: where the model and the estimators run ("auto": cuda when available).
       batch_size: samples per forward pass of the capture.
     Settings:
-      probe_size: samples of the probe set (the run's test split), drawn with `seed`; None = all.
+      held_out_size: samples of the held-out set (the run's test split), drawn with `seed`; None = all.
       fit_size: samples of the fitting set (the run's training split) on which the PCA of each
           point and the decoders are fitted (at most the split's size); None = all.
-      seed: draws of the probe and fitting sets, estimator seeds.
+      seed: draws of the held-out and fitting sets, estimator seeds.
       pool: adaptive average pooling of the spatial dims to pool x pool, in the capture hooks.
       pca_dim: PCA of the pooled h (fitted on the fitting set) to at most this many dims.
       probe_folds, probe_weight_decays: cross-fitting folds and L2 grid of the probe classifier
@@ -70,7 +72,7 @@ class AnalysisConfig:
     x_estimators: tuple[str, ...] = (RECONSTRUCTION, "kde_upper")
     device: str = "auto"
     batch_size: int = 256
-    probe_size: int | None = None
+    held_out_size: int | None = None
     fit_size: int | None = 2000
     seed: int = 0
     pool: int = 4
@@ -83,8 +85,16 @@ class AnalysisConfig:
     infonce_epochs: int = 30
     x_pca_dim: int = 64
     decoder: str = "linear"
+    probe_size: dataclasses.InitVar[int | None] = None  # deprecated name of held_out_size
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, probe_size: int | None) -> None:
+        if probe_size is not None:
+            warnings.warn("AnalysisConfig(probe_size=...) is deprecated; use held_out_size", DeprecationWarning,
+                          stacklevel=3)
+            if self.held_out_size is not None and self.held_out_size != probe_size:
+                raise ValueError(f"held_out_size={self.held_out_size!r} and its deprecated name probe_size="
+                                 f"{probe_size!r} disagree; pass held_out_size only")
+            object.__setattr__(self, "held_out_size", probe_size)
         _check_points(self.points)
         quantities = tuple(QUANTITY_ALIASES.get(q, q) for q in self.quantities)
         if not quantities or any(q not in QUANTITIES for q in quantities) or len(set(quantities)) != len(quantities):
@@ -97,7 +107,7 @@ class AnalysisConfig:
         for name in ("batch_size", "pool", "pca_dim", "probe_folds", "knn_k", "infonce_batch_size",
                      "infonce_epochs", "x_pca_dim"):
             _positive_int(name, getattr(self, name))
-        for name in ("probe_size", "fit_size"):
+        for name in ("held_out_size", "fit_size"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -121,7 +131,7 @@ class AnalysisConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalysisConfig:
-        return from_dict(cls, data, "analysis config")
+        return from_dict(cls, current_settings(data, "analysis config"), "analysis config")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AnalysisConfig:
@@ -131,6 +141,21 @@ class AnalysisConfig:
     def settings(self) -> dict[str, Any]:
         """The fields that determine the values of the rows (all but the selection fields)."""
         return {k: v for k, v in self.to_dict().items() if k not in SELECTION_FIELDS}
+
+
+def current_settings(data: Any, where: str) -> Any:
+    """Settings as written by any version of the package, in today's form: keys renamed since then
+    (RENAMED_KEYS) take their new name, with a DeprecationWarning; the table's format_version is dropped."""
+    if not isinstance(data, dict):
+        return data
+    data = {key: value for key, value in data.items() if key != "format_version"}
+    for old, new in RENAMED_KEYS.items():
+        if old in data:
+            warnings.warn(f"{where}: the key {old!r} is now called {new!r}", DeprecationWarning, stacklevel=3)
+            if new in data and data[new] != data[old]:
+                raise ValueError(f"{where} has both {old!r} and its new name {new!r}, with different values")
+            data[new] = data.pop(old)
+    return data
 
 
 def _check_points(points: Any) -> None:

@@ -19,13 +19,16 @@ import yaml
 
 from mi_analysis._util.files import atomic_write, read_csv
 
-from .settings import AnalysisConfig
+from .settings import AnalysisConfig, current_settings
 
 MI_COLUMNS = (
     "run", "mode", "K", "seed", "epoch", "point", "depth", "module",
     "quantity", "estimator", "kind", "value", "ci_low", "ci_high", "n",
 )  # fmt: skip
 KEY_COLUMNS = ("run", "epoch", "point", "quantity", "estimator")
+# Version of the mi.csv + analysis.yaml pair, written into analysis.yaml. 1: held_out_size (was
+# probe_size). Tables without it were written before versions existed and still load.
+TABLE_FORMAT = 1
 
 
 def settings_path(table: Path) -> Path:
@@ -78,6 +81,13 @@ class MiTable:
             )
         if self._settings_file.is_file():
             stored = yaml.safe_load(self._settings_file.read_text()) or {}
+            version = stored.get("format_version", 0) if isinstance(stored, dict) else 0
+            if not isinstance(version, int) or version > TABLE_FORMAT:
+                raise ValueError(
+                    f"{self._settings_file} has format_version {version!r}, newer than this mi_analysis reads "
+                    f"({TABLE_FORMAT}): upgrade mi_analysis, or write to another table (--out PATH / out=)"
+                )
+            stored = current_settings(stored, str(self._settings_file))
             if header is not None and stored != self.settings:
                 differences = [
                     f"{key}: {stored.get(key)!r} in the table, {self.settings.get(key)!r} now"
@@ -122,4 +132,4 @@ def _settings_text(settings: dict[str, Any]) -> str:
         "# Settings of the rows in the table beside this file (mi_analysis AnalysisConfig, without the\n"
         "# selection fields points/quantities/estimators/device/batch_size). Do not edit.\n"
     )
-    return header + yaml.safe_dump(settings, sort_keys=False)
+    return header + yaml.safe_dump({"format_version": TABLE_FORMAT, **settings}, sort_keys=False)

@@ -6,7 +6,7 @@ one training epoch over them (batches of --batch-size, as the trainer steps), an
 `mi_analysis.analysis.analyze_model` on the same images at the module boundaries (the output of
 every module: 16 points at K=16) with one I(h;y) estimator (linear probe, a lower bound) and one
 I(h;x) estimator (linear reconstruction), each with its default settings (half the images are
-the probe set, the PCA bases and decoders are fitted on up to 2,000 of the rest).
+the held-out set, the PCA bases and decoders are fitted on up to 2,000 of the rest).
 """
 
 from __future__ import annotations

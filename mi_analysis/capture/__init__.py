@@ -3,13 +3,14 @@
     acts = capture(net, loader, reduce=("avgpool", 4))
 """
 
-from .recorder import Captured, capture, fit_reducers
+from .recorder import Captured, capture, fit_reducers, gather
 from .reductions import PCA, REDUCTION_STEPS, AvgPool, RandomProjection, Reduction, make_reduction
-from .taps import UnknownPointError
+from .taps import UnknownPointError, resolve_taps
 
 __all__ = [
     "capture",
     "fit_reducers",
+    "gather",
     "Captured",
     "Reduction",
     "AvgPool",
@@ -18,4 +19,5 @@ __all__ = [
     "make_reduction",
     "REDUCTION_STEPS",
     "UnknownPointError",
+    "resolve_taps",
 ]

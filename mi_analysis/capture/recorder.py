@@ -1,12 +1,12 @@
 """Record activations at named points of a network, reduced on the fly.
 
-    acts = capture(net, probe_loader, reduce=("avgpool", 4))
+    acts = capture(net, held_out_loader, reduce=("avgpool", 4))
     acts["s1.b2"]     # Tensor (n, d) float32 on the CPU
     acts.labels       # Tensor (n,) when the data yields labels, else None
     acts.points       # the names, in capture order
 
-Points are the probe points of a LocalNet (any object with `probe_points` and
-`probe_point(name)`), or `named_modules()` names of any other nn.Module.
+Points name taps: the taps of a LocalNet (any object with `taps` and `tap(name)`), or
+`named_modules()` names of any other nn.Module.
 
 Reductions run inside the hook, batch by batch, so only n x d_reduced numbers
 per point are ever kept (10k samples of a 16x32x32 layer pooled to 4x4 hold
@@ -19,9 +19,9 @@ in order, then flattened:
     [("avgpool", 4), ("project", 128)]   composed
 `reduce` is one spec for every point or a dict point -> spec.
 
-PCA must be fitted on a separate set (the training split), never on the probe set:
+PCA must be fitted on a separate set (the training split), never on the held-out set:
     red = fit_reducers(net, train_loader, reduce=[("avgpool", 4), ("pca", 64)])
-    acts = capture(net, probe_loader, reduce=red)
+    acts = capture(net, held_out_loader, reduce=red)
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from torch import Tensor, nn
 from mi_analysis._util.checks import positive_int
 
 from .reductions import Reduction, _reductions_for
-from .taps import _first_tensor, _resolve_points
+from .taps import _first_tensor, resolve_taps
 
-__all__ = ["capture", "fit_reducers", "Captured"]
+__all__ = ["capture", "fit_reducers", "gather", "Captured"]
 
 
 # ---------------------------------------------------------------- data
@@ -64,24 +64,37 @@ def _split_batch(item: Any) -> tuple[Tensor, Tensor | None]:
     raise TypeError(f"each batch of data must be a tensor x or a sequence (x, y, ...), got {type(item).__name__}")
 
 
-def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+def _batches(data: Any, batch_size: int, what: str = "data") -> Iterator[tuple[Tensor, Tensor | None]]:
     """(x, y or None) batches from a tensor, an (x, y) tuple, or an iterable of batches."""
     if isinstance(data, (Tensor, np.ndarray)):
-        x, y = _as_tensor(data, "data"), None
+        x, y = _as_tensor(data, what), None
     elif isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (Tensor, np.ndarray)) for v in data):
-        x, y = _as_tensor(data[0], "data x"), _as_tensor(data[1], "data y")
+        x, y = _as_tensor(data[0], f"{what} x"), _as_tensor(data[1], f"{what} y")
         if len(x) != len(y):
-            raise ValueError(f"data (x, y) has {len(x)} inputs but {len(y)} labels")
+            raise ValueError(f"{what} (x, y) has {len(x)} inputs but {len(y)} labels")
     elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, Mapping)):
         yield from (_split_batch(item) for item in data)
         return
     else:
         raise TypeError(
-            "data must be a tensor of inputs, an (x, y) tuple of tensors, or an iterable of x or (x, y) "
+            f"{what} must be a tensor of inputs, an (x, y) tuple of tensors, or an iterable of x or (x, y) "
             f"batches (e.g. a DataLoader; wrap a Dataset in one), got {type(data).__name__}"
         )
     for start in range(0, len(x), batch_size):
         yield x[start : start + batch_size], None if y is None else y[start : start + batch_size]
+
+
+def gather(data: Any, what: str = "data") -> tuple[Tensor, Tensor | None]:
+    """Every sample of `data` (any form capture() takes) on the CPU: x (n, ...) and y (n, ...) or None."""
+    xs, ys = [], []
+    for x, y in _batches(data, batch_size=2**62, what=what):
+        xs.append(x.detach().cpu())
+        ys.append(None if y is None else y.detach().cpu())
+    if not xs:
+        raise ValueError(f"{what} yielded no samples")
+    if any(y is None for y in ys) and not all(y is None for y in ys):
+        raise ValueError(f"{what} yields labels with some batches and not with others")
+    return torch.cat(xs), None if ys[0] is None else torch.cat(ys)
 
 
 # ---------------------------------------------------------------- capture
@@ -130,7 +143,7 @@ def capture(
 ) -> Captured:
     """Run `model` over `data` and record the activations at `points`, reduced batch by batch.
 
-    model: a LocalNet (points default to all its probe points) or any nn.Module (points are
+    model: a LocalNet (points default to all its taps) or any nn.Module (points are
         `named_modules()` names and must be given; a tuple/list output gives its first tensor).
     data: a tensor of inputs (n, ...), an (x, y) tuple of tensors, or an iterable of x or
         (x, y) batches (DataLoader, TensorLoader). Use a list, not a tuple, for a sequence of batches.
@@ -149,7 +162,7 @@ def capture(
     batch_size = positive_int(batch_size, "batch_size")
     if max_samples is not None:
         max_samples = positive_int(max_samples, "max_samples")
-    targets = _resolve_points(model, points)
+    targets = resolve_taps(model, points)
     names = [point.name for point in targets]
     reductions = _reductions_for(reduce, names)
     unfitted = [name for name, reduction in reductions.items() if not reduction.fitted]
@@ -197,9 +210,9 @@ def capture(
     try:
         for point in targets:
             if point.where == "input":
-                handles.append(point.module.register_forward_pre_hook(input_hook(point.name)))
+                handles.append(point.target.register_forward_pre_hook(input_hook(point.name)))
             else:
-                handles.append(point.module.register_forward_hook(output_hook(point.name)))
+                handles.append(point.target.register_forward_hook(output_hook(point.name)))
         model.eval()
         if run_device != home:
             model.to(run_device)
@@ -252,12 +265,12 @@ def fit_reducers(
     """Fit the PCA steps of `reduce` on the activations `model` produces on `data` (the fitting set).
 
     Returns point -> Reduction for every point (fitted copies; the `reduce` given is not changed),
-    ready for capture(model, probe_data, points, reduce=<this>). The steps before a point's first PCA
+    ready for capture(model, held_out_data, points, reduce=<this>). The steps before a point's first PCA
     run batch by batch; PCA is then fitted exactly on the first `max_samples` samples of `data`
     (a shuffled loader makes them a random subsample; None uses all of them).
     Arguments are those of capture().
     """
-    names = [point.name for point in _resolve_points(model, points)]
+    names = [point.name for point in resolve_taps(model, points)]
     reductions = _reductions_for(reduce, names)
     starts = {name: r.fit_start for name, r in reductions.items() if r.fit_start is not None}
     if starts:

@@ -80,7 +80,7 @@ class PCA:
     fit(x) on x (m, ...) works in float64 on the CPU: it eigendecomposes the (d, d) covariance
     when d <= m, else the (m, m) Gram matrix of the centred data (the same components, cheaper
     when there are fewer samples than dimensions). Fit it on training-split activations
-    (fit_reducers does so), never on the probe set the estimates are computed on.
+    (fit_reducers does so), never on the held-out set the estimates are computed on.
 
     After fit: mean_ (d,), components_ (dim, d) orthonormal rows, each signed so that its
     largest-magnitude entry is positive; explained_variance_ (dim,) with ddof=1;

@@ -8,13 +8,24 @@
 """
 from __future__ import annotations
 
+import warnings
+
 from .builder import build
 from .config import ModelConfig
 from .context import CONTEXT_MODES
 from .heads import AUX_HEADS
-from .local import LOCAL_LOSSES, LocalNet, ProbePoint
+from .local import LOCAL_LOSSES, LocalNet
 from .resnet import available_archs
 from .splits import SPLITS
+from .taps import Tap
 
-__all__ = ["build", "ModelConfig", "LocalNet", "ProbePoint", "available_archs",
+__all__ = ["build", "ModelConfig", "LocalNet", "Tap", "available_archs",
            "CONTEXT_MODES", "AUX_HEADS", "LOCAL_LOSSES", "SPLITS"]
+
+
+def __getattr__(name: str):
+    if name == "ProbePoint":  # the name of Tap before the vocabulary was settled
+        warnings.warn("mi_analysis.models.ProbePoint is deprecated; use mi_analysis.models.Tap", DeprecationWarning,
+                      stacklevel=2)
+        return Tap
+    raise AttributeError(f"module 'mi_analysis.models' has no attribute {name!r}")

@@ -10,7 +10,7 @@ Heads, decoders and context encoders get the papers' init (resnet.init_conv_bn_)
 units keep whatever init they came with.
 
 Everything that depends on the configuration (unit slices per module, encoders per cut,
-loss weights per module, probe points) is fixed in __init__; a step only runs it.
+loss weights per module, taps) is fixed in __init__; a step only runs it.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import contextlib
 import math
 import numbers
 import re
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -30,25 +30,11 @@ from .losses import LOCAL_LOSSES, cross_entropy, supervised_contrastive
 from . import heads, splits
 from .context import ContextSupply
 from .resnet import init_conv_bn_
+from .taps import Tap
 
 USER_CUTS = "user cuts"  # split_rule of a LocalNet whose cuts were given as unit indices
 
 _MODULE_INPUT = re.compile(r"m\d+\.in")
-
-
-@dataclass(frozen=True)
-class ProbePoint:
-    """A point where an activation can be captured.
-
-    where="output": forward hook on `target`, the output is the activation.
-    where="input": forward pre-hook on `target`, its first positional argument is the activation.
-    """
-    name: str
-    depth: int     # position in LocalNet.probe_points
-    module: int
-    unit: int      # flat unit index (the first unit of the module for "m{k}.in")
-    where: str
-    target: nn.Module
 
 
 class LocalNet(nn.Module):
@@ -118,7 +104,7 @@ class LocalNet(nn.Module):
         self._final_loss = cross_entropy
         self._aux_loss = supervised_contrastive if local_loss == "contrast" else cross_entropy
         self._aux_has_classes = local_loss == "cross_entropy"
-        self._probe = _probe_points(names, unit_list, self._unit_ranges)
+        self._taps = _taps(names, unit_list, self._unit_ranges)
         self._split_rule = split_rule
         self._input_shape = input_shape
         self._num_classes = num_classes
@@ -256,13 +242,25 @@ class LocalNet(nn.Module):
 
     # ---------------------------------------------------------------- inspection
     @property
-    def probe_points(self) -> tuple[str, ...]:
-        return tuple(self._probe)
+    def taps(self) -> tuple[str, ...]:
+        """Names of the places where activations can be read, in forward order."""
+        return tuple(self._taps)
 
-    def probe_point(self, name: str) -> ProbePoint:
-        if name not in self._probe:
-            raise KeyError(f"probe point {name!r} is unknown; valid names: {self.probe_points}")
-        return self._probe[name]
+    def tap(self, name: str) -> Tap:
+        if name not in self._taps:
+            raise KeyError(f"tap {name!r} is unknown; valid names: {self.taps}")
+        return self._taps[name]
+
+    @property
+    def probe_points(self) -> tuple[str, ...]:
+        """Deprecated name of `taps`."""
+        warnings.warn("LocalNet.probe_points is deprecated; use LocalNet.taps", DeprecationWarning, stacklevel=2)
+        return self.taps
+
+    def probe_point(self, name: str) -> Tap:
+        """Deprecated name of `tap`."""
+        warnings.warn("LocalNet.probe_point is deprecated; use LocalNet.tap", DeprecationWarning, stacklevel=2)
+        return self.tap(name)
 
     def parameter_counts(self) -> dict[str, int]:
         def count(*parts):
@@ -491,12 +489,12 @@ def _unit_output_shapes(names: Sequence[str], units: list[nn.Module], head: nn.M
     return shapes
 
 
-def _probe_points(names, units, unit_ranges) -> dict[str, ProbePoint]:
-    points: list[ProbePoint] = []
+def _taps(names, units, unit_ranges) -> dict[str, Tap]:
+    taps: list[Tap] = []
     for k, unit_range in enumerate(unit_ranges):
         if k > 0:
             first = unit_range[0]
-            points.append(ProbePoint(f"m{k}.in", len(points), k, first, "input", units[first]))
+            taps.append(Tap(f"m{k}.in", len(taps), k, first, "input", units[first]))
         for i in unit_range:
-            points.append(ProbePoint(names[i], len(points), k, i, "output", units[i]))
-    return {p.name: p for p in points}
+            taps.append(Tap(names[i], len(taps), k, i, "output", units[i]))
+    return {t.name: t for t in taps}

@@ -5,6 +5,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from mi_analysis.analysis import (
@@ -14,6 +15,7 @@ from mi_analysis.analysis import (
     analyze_run,
     boundary_points,
     collect_runs,
+    select_points,
     settings_path,
 )
 from mi_analysis.analysis import engine
@@ -73,7 +75,7 @@ def test_table_schema_points_and_kinds(run_dir, full_table):
     assert {(r["point"], r["estimator"]) for r in rows} == {(p, e) for p in points for e in estimators}
     assert len(read_rows(path)) == len(rows) == 25
     for row in rows:
-        probe = model.probe_point(row["point"])
+        probe = model.tap(row["point"])
         assert (row["depth"], row["module"]) == (probe.depth, probe.module)
         assert (row["run"], row["mode"], row["K"], row["seed"], row["epoch"]) == (run_dir.name, "E", 3, 0, 2)
         assert row["kind"] == KINDS[row["estimator"]]
@@ -167,6 +169,43 @@ def test_other_settings_into_the_same_table_are_refused(run_dir, full_table, tmp
     assert [r["point"] for r in rows] == ["s1.b0"] and table.read_bytes().startswith(before)
 
 
+def test_a_table_written_before_format_versions_still_resumes(run_dir, full_table, tmp_path, monkeypatch):
+    """analysis.yaml of the first release: no format_version, the held-out size under its old key."""
+    _, path = full_table
+    table = tmp_path / "mi.csv"
+    shutil.copy(path, table)
+    stored = yaml.safe_load(settings_path(path).read_text())
+    assert stored.pop("format_version") == 1
+    stored = {("probe_size" if key == "held_out_size" else key): value for key, value in stored.items()}
+    settings_path(table).write_text(yaml.safe_dump(stored, sort_keys=False))
+    before = table.read_bytes()
+    calls = count_points_measured(monkeypatch)
+    with pytest.warns(DeprecationWarning, match="'probe_size' is now called 'held_out_size'"):
+        rows = analyze_run(run_dir, FAST, out=table)
+    assert calls == [] and table.read_bytes() == before  # every row found: nothing recomputed or rewritten
+    assert sorted(map(str, rows)) == sorted(map(str, full_table[0]))
+
+
+def test_a_table_of_a_newer_format_is_refused(run_dir, full_table, tmp_path):
+    _, path = full_table
+    table = tmp_path / "mi.csv"
+    shutil.copy(path, table)
+    text = settings_path(path).read_text().replace("format_version: 1", "format_version: 99")
+    settings_path(table).write_text(text)
+    with pytest.raises(ValueError, match="format_version 99, newer than this mi_analysis reads .*upgrade"):
+        analyze_run(run_dir, FAST, out=table)
+
+
+def test_analysis_measures_the_models_own_taps(run_dir):
+    model, _ = load_run(run_dir)
+    taps = select_points(model, "boundaries")
+    assert all(tap is model.tap(tap.name) for tap in taps)  # one tap type, no copies
+    assert [tap.depth for tap in taps] == sorted(tap.depth for tap in taps)
+    plain = nn.Sequential(OrderedDict(a=nn.Linear(2, 2), b=nn.ReLU()))
+    assert [(t.name, t.depth, t.module, t.unit, t.where) for t in select_points(plain, ["b", "a"])] == [
+        ("b", 0, 0, None, "output"), ("a", 1, 0, None, "output")]
+
+
 def test_all_saved_epochs(run_dir, tmp_path):
     config = FAST.replace(points=("s3.b2",), quantities=("y",), y_estimators=("mixed_knn",))
     rows = analyze_run(run_dir, config, epochs="all", out=tmp_path / "mi.csv")
@@ -186,8 +225,8 @@ def test_bad_run_inputs_give_clear_errors(run_dir, tmp_path):
         analyze_run(bare, FAST)
     with pytest.raises(KeyError, match=r"unknown point\(s\) \['s9.b9'\].*'m1.in'.*'s3.b2'"):
         analyze_run(run_dir, FAST.replace(points=("s9.b9",)), out=tmp_path / "mi.csv")
-    with pytest.raises(ValueError, match=f"probe_size=5000 is larger than the {PROBE_SIZE} images"):
-        analyze_run(run_dir, FAST.replace(probe_size=5000), out=tmp_path / "mi.csv")
+    with pytest.raises(ValueError, match=f"held_out_size=5000 is larger than the {PROBE_SIZE} images"):
+        analyze_run(run_dir, FAST.replace(held_out_size=5000), out=tmp_path / "mi.csv")
     assert not (tmp_path / "mi.csv").exists()
 
 
@@ -298,8 +337,8 @@ def test_analyze_model_errors():
         analyze_model(Known(), (x, y), config=FAST)
     with pytest.raises(KeyError, match=r"unknown point\(s\) \['layer9'\].*valid names: \['copy', 'noise', 'const'\]"):
         analyze_model(Known(), (x, y), ["layer9"], config=FAST)
-    with pytest.raises(ValueError, match="probe_size=60 leaves none of the 60 samples"):
-        analyze_model(Known(), (x, y), ["copy"], config=FAST.replace(probe_size=60))
+    with pytest.raises(ValueError, match="held_out_size=60 leaves none of the 60 samples"):
+        analyze_model(Known(), (x, y), ["copy"], config=FAST.replace(held_out_size=60))
     with pytest.raises(ValueError, match="pass labels="):
         analyze_model(Known(), x, ["copy"], config=FAST)
 

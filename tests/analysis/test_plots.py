@@ -145,7 +145,7 @@ def test_along_depth_marks_boundaries_per_k_and_filters_k():
         plot_information_along_depth(rows, K=8)
 
 
-def test_same_unit_lines_up_across_k_for_real_probe_points():
+def test_same_unit_lines_up_across_k_for_real_taps():
     try:
         from mi_analysis.models import build
     except ImportError as missing:  # the models package is written in parallel
@@ -153,8 +153,8 @@ def test_same_unit_lines_up_across_k_for_real_probe_points():
     rows = []
     for K, mode in ((1, "E2E"), (4, "R0")):
         net = build("resnet20", K, context=mode if K > 1 else "R0", image_size=8)
-        for name in net.probe_points:
-            p = net.probe_point(name)
+        for name in net.taps:
+            p = net.tap(name)
             where = {"run": mode, "mode": mode, "K": K, "point": name, "depth": p.depth, "module": p.module}
             rows.append({**table()[0], **where, "value": float(p.unit), "ci_low": 0.0, "ci_high": 0.0})
         cut_units = net.cuts

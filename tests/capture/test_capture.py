@@ -435,11 +435,12 @@ def test_point_not_reached_or_reached_twice():
 # ---------------------------------------------------------------- LocalNet
 
 
-ProbePoint = namedtuple("ProbePoint", "name depth module unit where target")
+OldTap = namedtuple("OldTap", "name depth module unit where target")
 
 
 class TwoModuleNet(nn.Module):
-    """Implements the LocalNet probe contract: module 1's input is h0 + context(x)."""
+    """Declares its taps the way models written before the vocabulary was settled do
+    (probe_points / probe_point); module 1's input is h0 + context(x)."""
 
     def __init__(self):
         super().__init__()
@@ -456,20 +457,21 @@ class TwoModuleNet(nn.Module):
 
     def probe_point(self, name):
         table = {
-            "u0": ProbePoint("u0", 0, 0, 0, "output", self.units[0]),
-            "m1.in": ProbePoint("m1.in", 1, 1, 1, "input", self.units[1]),
-            "u1": ProbePoint("u1", 2, 1, 1, "output", self.units[1]),
+            "u0": OldTap("u0", 0, 0, 0, "output", self.units[0]),
+            "m1.in": OldTap("m1.in", 1, 1, 1, "input", self.units[1]),
+            "u1": OldTap("u1", 2, 1, 1, "output", self.units[1]),
         }
         if name not in table:
-            raise KeyError(f"unknown probe point {name!r}; valid: {list(table)}")
+            raise KeyError(f"unknown tap {name!r}; valid: {list(table)}")
         return table[name]
 
 
-def test_probe_point_contract_default_points_and_input_hook():
+def test_earlier_tap_protocol_default_points_and_input_hook():
     torch.manual_seed(0)
     net = TwoModuleNet()
     x = torch.randn(5, 3)
-    acts = capture(net, x)
+    with pytest.warns(DeprecationWarning, match="declares probe_points/probe_point; name them taps/tap"):
+        acts = capture(net, x)
     assert acts.points == ("u0", "m1.in", "u1")
     with torch.no_grad():
         h0 = net.units[0](x)
@@ -479,11 +481,11 @@ def test_probe_point_contract_default_points_and_input_hook():
     assert torch.allclose(acts["m1.in"], m1_in)
     assert torch.allclose(acts["u1"], out)
     assert_no_hooks(net)
-    with pytest.raises(UnknownPointError, match=r"valid names: \['u0', 'm1.in', 'u1'\]"):
-        capture(net, x, ["units.0"])  # a LocalNet is addressed by probe point names only
+    with pytest.raises(UnknownPointError, match=r"valid names: \['u0', 'm1.in', 'u1'\]"), pytest.warns(DeprecationWarning):
+        capture(net, x, ["units.0"])  # a LocalNet is addressed by tap names only
 
 
-def test_localnet_probe_points_capture():
+def test_localnet_taps_capture():
     try:
         from mi_analysis.models import build
     except ImportError as missing:  # the models package is written in parallel
@@ -497,15 +499,15 @@ def test_localnet_probe_points_capture():
         before = net(x)
     net.train()
     acts = capture(net, (x, y), reduce=("avgpool", 2), batch_size=4)
-    assert acts.points == tuple(net.probe_points)
+    assert acts.points == tuple(net.taps)
     assert torch.equal(acts.labels, y)
     assert net.training
     assert_no_hooks(net)
     net.eval()
     with torch.no_grad():
         assert torch.equal(net(x), before)
-    for name in net.probe_points:
-        point = net.probe_point(name)
+    for name in net.taps:
+        point = net.tap(name)
         channels = acts.shapes[name][0]
         assert acts[name].shape == (6, channels * min(2, acts.shapes[name][1]) ** 2), name
         if point.where == "input":  # "m{k}.in": what actually entered the first unit of module k

@@ -204,26 +204,38 @@ def test_decoder_target_undoes_the_normalisation():
 
 
 # ---------------------------------------------------------------- probes and description
-def test_probe_points_order_and_targets():
+def test_taps_order_and_targets():
     net = small(4)
     assert net.cuts == (2, 5, 7)
-    assert net.probe_points == ("stem", "s1.b0", "s1.b1", "m1.in", "s1.b2", "s2.b0", "s2.b1",
+    assert net.taps == ("stem", "s1.b0", "s1.b1", "m1.in", "s1.b2", "s2.b0", "s2.b1",
                                 "m2.in", "s2.b2", "s3.b0", "m3.in", "s3.b1", "s3.b2")
-    point = net.probe_point("m2.in")
+    point = net.tap("m2.in")
     assert (point.depth, point.module, point.unit, point.where) == (7, 2, 6, "input")
     assert point.target is net.units[6]
-    point = net.probe_point("s2.b0")
+    point = net.tap("s2.b0")
     assert (point.depth, point.module, point.unit, point.where, point.target) == (5, 1, 4, "output", net.units[4])
     assert net.module_of_unit == (0, 0, 0, 1, 1, 1, 2, 2, 3, 3)
-    with pytest.raises(KeyError, match=r"probe point 'nope' is unknown; valid names: \('stem'"):
-        net.probe_point("nope")
+    with pytest.raises(KeyError, match=r"tap 'nope' is unknown; valid names: \('stem'"):
+        net.tap("nope")
+
+
+def test_earlier_names_of_taps_still_work_and_warn():
+    net = small(4)
+    with pytest.warns(DeprecationWarning, match="use LocalNet.taps"):
+        assert net.probe_points == net.taps
+    with pytest.warns(DeprecationWarning, match="use LocalNet.tap"):
+        assert net.probe_point("m2.in") is net.tap("m2.in")
+    import mi_analysis.models as models
+
+    with pytest.warns(DeprecationWarning, match="use mi_analysis.models.Tap"):
+        assert models.ProbePoint is models.Tap
 
 
 def test_input_probe_sees_the_context_augmented_tensor():
     net = small(2, "R1").eval()
     x, _ = batch()
     seen = {}
-    handle = net.probe_point("m1.in").target.register_forward_pre_hook(lambda m, a: seen.update(x=a[0]))
+    handle = net.tap("m1.in").target.register_forward_pre_hook(lambda m, a: seen.update(x=a[0]))
     with torch.no_grad():
         net(x)
         h = x
@@ -284,7 +296,7 @@ def test_from_units_on_a_user_cnn():
     net = LocalNet.from_units(user_cnn(), [0, 2], head, input_shape=(1, 12, 12), num_classes=5,
                               context="R1E")
     assert net.unit_names == ("conv1", "conv2", "conv3", "conv4")
-    assert net.probe_points == ("conv1", "m1.in", "conv2", "conv3", "m2.in", "conv4")
+    assert net.taps == ("conv1", "m1.in", "conv2", "conv3", "m2.in", "conv4")
     # 1c2f on 24 channels (cut 1): conv 24 -> 48 stride 2
     conv = net.aux_heads[1][0]
     assert (conv.in_channels, conv.out_channels, conv.stride) == (24, 48, (2, 2))
