@@ -10,6 +10,7 @@ Two kinds of fields:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from pathlib import Path
@@ -85,16 +86,8 @@ class AnalysisConfig:
     infonce_epochs: int = 30
     x_pca_dim: int = 64
     decoder: str = "linear"
-    probe_size: dataclasses.InitVar[int | None] = None  # deprecated name of held_out_size
 
-    def __post_init__(self, probe_size: int | None) -> None:
-        if probe_size is not None:
-            warnings.warn("AnalysisConfig(probe_size=...) is deprecated; use held_out_size", DeprecationWarning,
-                          stacklevel=3)
-            if self.held_out_size is not None and self.held_out_size != probe_size:
-                raise ValueError(f"held_out_size={self.held_out_size!r} and its deprecated name probe_size="
-                                 f"{probe_size!r} disagree; pass held_out_size only")
-            object.__setattr__(self, "held_out_size", probe_size)
+    def __post_init__(self) -> None:
         _check_points(self.points)
         quantities = tuple(QUANTITY_ALIASES.get(q, q) for q in self.quantities)
         if not quantities or any(q not in QUANTITIES for q in quantities) or len(set(quantities)) != len(quantities):
@@ -141,6 +134,29 @@ class AnalysisConfig:
     def settings(self) -> dict[str, Any]:
         """The fields that determine the values of the rows (all but the selection fields)."""
         return {k: v for k, v in self.to_dict().items() if k not in SELECTION_FIELDS}
+
+
+def _accept_renamed_keywords(init):
+    """AnalysisConfig(old_name=...) for every RENAMED_KEYS entry: warns, then sets the new field."""
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **current_settings(kwargs, "AnalysisConfig"))
+
+    return __init__
+
+
+def _renamed_property(old: str, new: str) -> property:
+    def get(self: AnalysisConfig) -> Any:
+        warnings.warn(f"AnalysisConfig.{old} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated name of {new}.")
+
+
+AnalysisConfig.__init__ = _accept_renamed_keywords(AnalysisConfig.__init__)
+for _old, _new in RENAMED_KEYS.items():
+    setattr(AnalysisConfig, _old, _renamed_property(_old, _new))
 
 
 def current_settings(data: Any, where: str) -> Any:

@@ -398,3 +398,16 @@ def test_config_round_trip_and_validation(tmp_path):
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['pca'\]"):
         AnalysisConfig.from_dict({"pca": 3})
     assert "points" not in config.settings() and config.settings()["pca_dim"] == 64
+
+
+def test_the_earlier_name_of_held_out_size_still_works_everywhere():
+    with pytest.warns(DeprecationWarning, match="'probe_size' is now called 'held_out_size'"):
+        config = AnalysisConfig(probe_size=50)
+    assert config.held_out_size == 50 and config == AnalysisConfig(held_out_size=50)
+    with pytest.warns(DeprecationWarning, match="AnalysisConfig.probe_size is deprecated"):
+        assert config.probe_size == 50  # read under the old name: the same value, never a silent default
+    with pytest.warns(DeprecationWarning):
+        assert AnalysisConfig.from_dict({"probe_size": 7}).held_out_size == 7
+    with pytest.raises(ValueError, match="both 'probe_size' and its new name 'held_out_size'"), pytest.warns(DeprecationWarning):
+        AnalysisConfig(probe_size=5, held_out_size=6)
+    assert "probe_size" not in config.to_dict() and config.replace(seed=1).held_out_size == 50
