@@ -4,7 +4,7 @@
     results = measure_point(fit_h, probe_h, reduced, inputs, config, [("I(h;y)", "probe_linear")])
     # -> [(quantity, estimator, MIResult)]
 
-What each I(h; x) number is (REFERENCE section 9): for a deterministic network and a continuous
+What each I(h; x) number is (docs/information.md): for a deterministic network and a continuous
 x, the Shannon I(h; x) is infinite, and on N samples any estimate of it is at most log N. So no
 row claims to be "the" I(h; x):
 - reconstruction_gaussian: a proxy (see reconstruction.py), reconstruction_mse: InfoPro's

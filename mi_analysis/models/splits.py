@@ -1,4 +1,4 @@
-"""Where a network is cut into K gradient-isolated modules (REFERENCE.md section 3).
+"""Where a network is cut into K gradient-isolated modules (tables: InfoPro and ContSup; docs/models.md).
 
 A cut is the flat index of the unit after which a module ends; K modules need
 K-1 cuts in increasing order. For the CIFAR ResNets, unit 0 is the stem and

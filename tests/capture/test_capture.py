@@ -439,7 +439,7 @@ ProbePoint = namedtuple("ProbePoint", "name depth module unit where target")
 
 
 class TwoModuleNet(nn.Module):
-    """Implements the LocalNet probe contract: module 1's input is h0 + context(x)."""
+    """Implements what LocalNet promises its probe points: module 1's input is h0 + context(x)."""
 
     def __init__(self):
         super().__init__()

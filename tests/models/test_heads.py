@@ -1,4 +1,4 @@
-"""Auxiliary heads, decoder and the decoder's loss weights (REFERENCE.md sections 4-5)."""
+"""Auxiliary heads, decoder and the decoder's loss weights (InfoPro's code; docs/models.md)."""
 import pytest
 import torch
 from torch import nn
