@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mi_analysis.models import build, splits
+from mi_analysis.models import LocalNet, build, splits
 from mi_analysis.models.context import CONTEXT_MODES, context_mode
 from mi_analysis.models.heads import paper_lambdas
-from mi_analysis.models.resnet import available_archs, blocks_per_stage
+from mi_analysis.models.resnet import available_archs, blocks_per_stage, resnet_units
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -159,3 +159,19 @@ def test_documented_parameter_counts(row):
         ("backbone", "backbone"), ("local_heads", "local heads"), ("context", "context"),
         ("decoders", "decoders"), ("total", "total"))}
     assert net.parameter_counts() == documented
+
+
+def test_where_the_rules_reproduce_the_paper_tables_as_the_docs_say():
+    """docs/models.md: on 32x32 inputs the equal rule gives every ResNet-32 equal table and
+    ResNet-110's at K = 2, 3; the balanced rule ResNet-32's at K = 2, 16 and ResNet-110's at K = 2."""
+    said = {("resnet32", "equal", k) for k in (2, 3, 4, 8, 16)} | {("resnet110", "equal", 2), ("resnet110", "equal", 3),
+            ("resnet32", "balanced", 2), ("resnet32", "balanced", 16), ("resnet110", "balanced", 2)}
+    reproduced = set()
+    for arch, split, dataset, k in DOCUMENTED:
+        if dataset != "cifar10":
+            continue
+        units, classifier = resnet_units(arch)  # given as an int K, from_units cuts by the rule
+        ruled = LocalNet.from_units(units, k, classifier, input_shape=(3, 32, 32), num_classes=10, split=split)
+        if ruled.cuts == splits.paper_unit_cuts(arch, k, split, blocks_per_stage(arch)):
+            reproduced.add((arch, split, k))
+    assert reproduced == said
