@@ -1,6 +1,6 @@
 """Figures from the tables: pure functions table -> matplotlib Figure.
 
-Tables are mi.csv, metrics.csv and per-run summaries (columns in docs/information.md and docs/training.md), given
+Tables are mi.csv, metrics.csv and per-run summaries (columns in docs/architecture.md), given
 as a path to a CSV file or as a list of dicts (values may be strings, as csv gives them, or
 numbers). Every plot function takes an optional axes to draw into and returns the Figure; none
 shows or saves anything (save_figure writes PNG and PDF). Figures are matplotlib.figure.Figure

@@ -17,7 +17,7 @@ proxy replaces hdiff(x) by sum_d 0.5 log(2 pi e var_d), the entropy of a Gaussia
 per-dimension variances, which is an UPPER bound on hdiff(x). One bound minus another is neither:
 the number is the mutual information of a Gaussian channel with the measured per-dimension
 signal and error variances, exact only for independent Gaussian inputs and errors. It can exceed
-log N (a finite-sample ceiling on any estimate of the Shannon I(h; x): N points carry at most log N nats), and
+log N (a finite-sample ceiling on any estimate of the Shannon I(h; x), docs/information.md), and
 for a deterministic network and a continuous x the Shannon I(h; x) is infinite anyway; the proxy
 is for comparing layers and training modes on one data set, not an absolute number. Each term
 is clipped at 0 (a decoder worse than the mean is read as "no information") and at

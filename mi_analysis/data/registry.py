@@ -1,8 +1,8 @@
 """The data-set registry: names, facts (classes, channels, size, statistics, augmentation) and readers.
 
-Normalisation and augmentation follow the code of ContSup (arXiv 2312.07636) and InfoPro
-(arXiv 2101.10832) where the papers
-trained on the set; the others are chosen here:
+Normalisation and augmentation follow the papers' code (InfoPro, arXiv 2101.10832; ContSup,
+arXiv 2312.07636; table in docs/training.md) where the papers trained on the set; the others are
+chosen here:
 - cifar10, cifar100: reflect-pad 4, random 32x32 crop, horizontal flip; mean/std
   (125.3, 123.0, 113.9)/255 and (63.0, 62.1, 66.7)/255, the CIFAR-10 statistics the papers'
   code uses for both CIFAR sets.

@@ -1,4 +1,4 @@
-"""Context supply (ContSup, Yu et al., arXiv 2312.07636, section 4; docs/models.md): encoders that add context at every cut.
+"""Context supply (ContSup, Yu et al., arXiv 2312.07636; docs/models.md): context encoders at every cut.
 
 At cut k (k = 0..K-2), the input of module k+1 is
 

@@ -1,5 +1,4 @@
-"""Auxiliary (local) heads and the reconstruction decoder (InfoPro, Wang et al., ICLR 2021,
-arXiv 2101.10832, and its ContSup re-implementation; docs/models.md).
+"""Auxiliary (local) heads and the reconstruction decoder (InfoPro, arXiv 2101.10832; docs/models.md).
 
 Heads are named "<convs>c<fcs>f". On a (C, H, W) activation a head is: `convs`
 conv3x3 (no bias) + BN + ReLU layers, global average pool, then `fcs` Linear
@@ -42,7 +41,7 @@ _HEAD_LAYOUT = {
 }
 AUX_HEADS = tuple(_HEAD_LAYOUT)
 
-# (arch, dataset) -> K -> (lambda_x1, lambda_y1, lambda_x2, lambda_y2), InfoPro's appendix and ContSup's code
+# (arch, dataset) -> K -> (lambda_x1, lambda_y1, lambda_x2, lambda_y2), InfoPro's and ContSup's code
 _PAPER_LAMBDAS = {
     ("resnet32", "cifar10"): {2: (5, 1, 0, 0), 4: (6, 0, 1, 2), 8: (5, 0, 0, 2), 16: (5, 0.05, 0.2, 0.5)},
     ("resnet110", "cifar10"): {2: (5, 0.5, 0, 0), 4: (1, 0, 0, 1), 8: (5, 0, 0, 1), 16: (5, 0, 0.5, 1)},

@@ -1,4 +1,4 @@
-"""CIFAR ResNets (He et al. 2016) as a flat list of units (docs/models.md).
+"""CIFAR ResNets (He et al. 2016, section 4.2) as a flat list of units (docs/models.md).
 
 A network of depth 6n+2 is: a stem (3x3 conv -> BN -> ReLU, 16 channels), three
 stages of n BasicBlocks (widths 16, 32, 64; the first block of stages 2 and 3

@@ -1,6 +1,4 @@
-"""Where a network is cut into K gradient-isolated modules (docs/models.md).
-
-The cut tables are those of InfoPro (arXiv 2101.10832) and ContSup (arXiv 2312.07636).
+"""Where a network is cut into K gradient-isolated modules (tables: InfoPro and ContSup; docs/models.md).
 
 A cut is the flat index of the unit after which a module ends; K modules need
 K-1 cuts in increasing order. For the CIFAR ResNets, unit 0 is the stem and

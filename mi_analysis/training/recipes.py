@@ -1,9 +1,9 @@
 """Training recipes and the paper experiments as lists of run configurations.
 
-`recipe("paper", dataset)` is the papers' recipe (InfoPro and ContSup: SGD Nesterov, wd 1e-4, 160 epochs, 10-epoch
-warm-up + cosine, lr 0.1 per 128 examples); `recipe("quick", dataset)` is a CPU-sized schedule
-for the small offline sets. `experiment(name)` expands one table or figure of the ContSup paper
-into every run it needs.
+`recipe("paper", dataset)` is the recipe of InfoPro's and ContSup's code (docs/training.md): SGD
+Nesterov, wd 1e-4, 160 epochs, 10-epoch warm-up + cosine, lr 0.1 per 128 examples;
+`recipe("quick", dataset)` is a CPU-sized schedule for the small offline sets. `experiment(name)`
+expands one table or figure of the ContSup paper (arXiv 2312.07636) into every run it needs.
 """
 
 from __future__ import annotations

@@ -439,8 +439,7 @@ OldTap = namedtuple("OldTap", "name depth module unit where target")
 
 
 class TwoModuleNet(nn.Module):
-    """Declares its taps the way models written before the vocabulary was settled do
-    (probe_points / probe_point); module 1's input is h0 + context(x)."""
+    """Implements what LocalNet promises its probe points: module 1's input is h0 + context(x)."""
 
     def __init__(self):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Auxiliary heads, decoder and the decoder's loss weights (InfoPro arXiv 2101.10832; docs/models.md)."""
+"""Auxiliary heads, decoder and the decoder's loss weights (InfoPro's code; docs/models.md)."""
 import pytest
 import torch
 from torch import nn

@@ -6,7 +6,7 @@ import pytest
 
 from mi_analysis.models import build, splits
 
-# the published cut tables (InfoPro / ContSup), (stage, block) as published
+# InfoPro's and ContSup's cut tables, (stage, block) as published (docs/models.md)
 EQUAL_32 = {
     2: [(2, 1)], 3: [(1, 4), (2, 4)], 4: [(1, 2), (2, 1), (3, 0)],
     8: [(1, 0), (1, 2), (1, 4), (2, 1), (2, 3), (3, 0), (3, 2)],
