@@ -62,7 +62,7 @@ def check_no_mixed_columns(name: str, block: torch.Tensor, method: str) -> None:
     for j in range(block.shape[1]):
         counts = torch.unique(block[:, j], return_counts=True)[1]
         mass, unique = float(counts.max()) / n, float((counts == 1).sum()) / n
-        if mass >= POINT_MASS and unique >= POINT_MASS:
+        if int(counts.max()) > 1 and mass >= POINT_MASS and unique >= POINT_MASS:
             raise ValueError(
                 f"{name} column {j} mixes a repeated value ({mass:.0%} of samples, e.g. ReLU zeros) with continuous "
                 f"values ({unique:.0%}); {method} is biased on such data: use method='auto' (normal scores) for "
