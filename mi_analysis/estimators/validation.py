@@ -86,7 +86,7 @@ def as_labels(y: Any, name: str = "y") -> torch.Tensor:
         raise ValueError(f"{name} is empty; need n >= 2 labels")
     if t.is_floating_point():
         raise ValueError(
-            f"{name} labels must have an integer or bool dtype, got {t.dtype}; class ids stored as floats: pass "
+            f"{name} labels must be integers (integer or bool dtype), got {t.dtype}; class ids stored as floats: pass "
             f"{name}.astype(int); a continuous {name}: use a method that takes continuous y"
         )
     labels = t.to(torch.int64)

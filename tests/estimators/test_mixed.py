@@ -90,7 +90,7 @@ def test_float_labels_are_refused_even_when_integral():
     x, labels, _ = gaussian_mixture(300, [[0.0], [2.0]], [0.5, 0.5], seed=5)
     assert np.isfinite(estimate(x, labels, "mixed_knn").value)
     for floats in (labels.astype(np.float32), labels + 0.5):
-        with pytest.raises(ValueError, match=r"y labels must have an integer or bool dtype, got torch.float"):
+        with pytest.raises(ValueError, match=r"y labels must be integers \(integer or bool dtype\), got torch.float"):
             estimate(x, floats, "mixed_knn")
     with pytest.raises(ValueError, match="y has a single class"):
         estimate(x, np.zeros(300, dtype=int), "mixed_knn")

@@ -1,6 +1,7 @@
 """Estimators on data as activations look: ties, point masses, heavy tails, tiny n, high dimension, bad scale."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from scipy.special import digamma
 from mi_analysis.estimators import estimate
 from mi_analysis.estimators.diagnostics import EstimatorWarning
 from mi_analysis.estimators.knn import prepare_points
+from mi_analysis.estimators.ksg import ksg_counts
 from mi_analysis.estimators.validation import standardize
 
 N = 2000
@@ -84,8 +86,6 @@ def heavy(kind, rng, n):
 @pytest.mark.parametrize("kind", ["cauchy", "lognormal", "mixed_scale"])
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 def test_counts_equal_float64_kdtree_on_the_data_as_given(kind, precision):
-    from mi_analysis.estimators.ksg import ksg_counts
-
     x, y = heavy(kind, np.random.default_rng(4), 4000)
     px, py = prepare_points([torch.from_numpy(x), torch.from_numpy(y)], standardize_columns=True, jitter_scale=0.0,
                             seed=0, precision=precision)
@@ -161,14 +161,8 @@ def test_k_must_be_an_int(method, k):
     rng = np.random.default_rng(11)
     x = rng.standard_normal((100, 1))
     y = rng.integers(0, 2, 100) if method == "mixed_knn" else x
-    with pytest.raises(ValueError, match=rf"k must be a positive integer, got {re_escape(repr(k))}"):
+    with pytest.raises(ValueError, match=rf"k must be a positive integer, got {re.escape(repr(k))}"):
         estimate(x, y, method, k=k)
-
-
-def re_escape(text):
-    import re
-
-    return re.escape(text)
 
 
 @pytest.mark.parametrize("method", ["ksg", "gaussian", "binning", "kde_upper"])
@@ -182,5 +176,5 @@ def test_num_subsets_must_be_an_int_of_at_least_2(method, num_subsets):
 @pytest.mark.parametrize("method", ["mixed_knn", "probe_linear"])
 def test_integral_float_labels_are_refused_by_every_labels_method(method):
     rng = np.random.default_rng(13)
-    with pytest.raises(ValueError, match=r"y labels must have an integer or bool dtype, got torch.float64"):
+    with pytest.raises(ValueError, match=r"y labels must be integers \(integer or bool dtype\), got torch.float64"):
         estimate(rng.standard_normal((100, 2)), rng.integers(0, 2, 100).astype(float), method)

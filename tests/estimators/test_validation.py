@@ -52,7 +52,7 @@ def test_labels():
     assert torch.equal(as_labels(np.array([0, 2, 1])), torch.tensor([0, 2, 1]))
     assert as_labels([True, False]).dtype == torch.int64
     for floats in ([0.0, 0.5], np.array([0.0, 2.0, 1.0])):
-        with pytest.raises(ValueError, match=r"y labels must have an integer or bool dtype, got torch.float64"):
+        with pytest.raises(ValueError, match=r"y labels must be integers \(integer or bool dtype\), got torch.float64"):
             as_labels(floats)
     with pytest.raises(ValueError, match=r"y labels must be 1-D \(n,\), got shape \(3, 1\)"):
         as_labels(np.zeros((3, 1), dtype=int))
