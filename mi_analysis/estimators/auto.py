@@ -138,7 +138,7 @@ def _auto_continuous(x: torch.Tensor, y: torch.Tensor, seed: int, tolerance: flo
               f"copula; KSG(k={KSG_K}) on normal scores minus its bias on the surrogate ({bias:+.3f} nats)")  # fmt: skip
     return MIResult(value=value, stderr=stderr, ci=ci_from_stderr(value, stderr), kind="estimate",
                     method="auto->ksg_copula_corrected", params={**common, "surrogate_bias": bias, "reason": reason},
-                    n=n, notes=(reason,))  # fmt: skip
+                    n=n, notes=data.notes + (reason,))  # fmt: skip
 
 
 @register(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from .diagnostics import caution, constant_note, gaussian_dimension_note
 from .interface import MIResult
 from .registry import register
 from .uncertainty import subsample_result
@@ -67,9 +68,15 @@ def gaussian_value(x: torch.Tensor, y: torch.Tensor, shrinkage: str | float) -> 
 def gaussian(
     x: torch.Tensor, y: torch.Tensor, *, shrinkage: str | float = "ledoit_wolf", num_subsets: int = 10, seed: int = 0
 ) -> MIResult:
-    """shrinkage: "ledoit_wolf" or a fixed intensity in [0, 1]."""
-    if shrinkage != "ledoit_wolf" and not (isinstance(shrinkage, (int, float)) and 0.0 <= shrinkage <= 1.0):
+    """shrinkage: "ledoit_wolf" or a fixed intensity in [0, 1].
+
+    Minimum n: 2 for a value; 2 * max(20, dx + dy + 2) for a CI (fewer: NaN CI, a warning and a note)."""
+    if shrinkage != "ledoit_wolf" and not (
+        isinstance(shrinkage, (int, float)) and not isinstance(shrinkage, bool) and 0.0 <= shrinkage <= 1.0
+    ):
         raise ValueError(f"shrinkage must be 'ledoit_wolf' or a number in [0, 1], got {shrinkage!r}")
+    notes = caution([constant_note("x", x), constant_note("y", y),
+                     gaussian_dimension_note(x.shape[0], x.shape[1] + y.shape[1])])
     value, lam = gaussian_value(x, y, shrinkage)
 
     def value_of(rows: torch.Tensor | None) -> float:
@@ -81,4 +88,4 @@ def gaussian(
     params = {"shrinkage": shrinkage, "shrinkage_intensity": lam, "seed": seed}
     min_rows = max(20, x.shape[1] + y.shape[1] + 2)
     return subsample_result(value_of, x.shape[0], kind="estimate", method="gaussian", params=params, seed=seed,
-                            num_subsets=num_subsets, min_subset_size=min_rows)
+                            num_subsets=num_subsets, min_subset_size=min_rows, notes=notes)

@@ -4,13 +4,16 @@ The k-NN estimators (ksg.py, mixed.py) never build an n x n matrix. They walk ov
 query rows: each tile holds the max-norm distances of `rows` query points to all n points
 (rows x n), so memory is O(rows * n) with rows chosen from a budget of tile elements.
 
-Exactness on a grid. `prepare_points` standardises, jitters and then rounds every coordinate to
-a grid of step 2^-q, with q chosen so that |value| < 2^(mantissa - 2) grid steps. On that grid
-every coordinate difference, |.|, max and comparison is exact in the working precision, so
-float32 tiles give the same neighbours, distances and counts as exact arithmetic (and as a
-float64 k-d tree on the same points), identical on CPU and GPU. With standardised data inside
-+-8 std the float32 grid step is 2^-19 (about 2e-6 std), far below any k-NN distance that
-matters; set precision="float64" for a grid of about 4e-15 std (slower: half the SIMD width).
+Exactness. With precision="float64" (the default) the points are the data as given (after the
+optional standardisation), and distances, max-norms and comparisons are the same float64
+operations a k-d tree performs (scipy's cKDTree with p=inf), so neighbours and counts equal that
+exact float64 computation, on CPU and GPU alike, for heavy tails and mixed scales too.
+precision="float32" (about 2x faster) rounds every coordinate to one shared grid of step 2^-q,
+with q chosen so that |value| < 2^22 grid steps: on that grid every difference, |.|, max and
+comparison is exact in float32, so the counts are exact for the rounded points. Rounding moves a
+point by at most half a step, which is below 2^-20 std only while every |value| < 8 std; beyond
+that (heavy tails, outliers) the grid would blur most points, and the float64 path is taken
+instead (the estimators note it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from .validation import check_neighbors, jitter, standardize
 
 PRECISIONS = {"float32": (torch.float32, 24), "float64": (torch.float64, 53)}  # dtype, mantissa bits
+FLOAT32_RANGE = 8.0  # |value| below which the float32 grid step is <= 2^-19 (rounding <= 2^-20 std)
 
 # Values per (rows x n) tile buffer. On CPU 2^18 (1 MiB of float32) measured fastest at n = 10k (the
 # handful of live tiles stay in cache, yet each op is large enough to amortise its overhead); on CUDA a tile
@@ -32,7 +36,7 @@ TILE_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 26}
 
 def neighbor_counts(k: int | Sequence[int], n: int) -> tuple[int, ...]:
     """k as a sorted tuple of distinct positive ints (an ensemble), each checked against n."""
-    ks = (k,) if isinstance(k, int) and not isinstance(k, bool) else tuple(k)
+    ks = tuple(k) if isinstance(k, (list, tuple)) else (k,)
     if not ks:
         raise ValueError("k must be a positive integer or a non-empty sequence of them, got an empty sequence")
     for kk in ks:
@@ -43,16 +47,19 @@ def neighbor_counts(k: int | Sequence[int], n: int) -> tuple[int, ...]:
 def prepare_points(
     blocks: Sequence[torch.Tensor], *, standardize_columns: bool, jitter_scale: float, seed: int, precision: str
 ) -> list[torch.Tensor]:
-    """Standardise (optional), jitter and round each block (n, d_b) onto one shared exact grid.
+    """Standardise (optional) and jitter each block (n, d_b); float64, or float32 on one shared exact grid.
 
-    Returns the blocks in the working dtype of `precision`. The jitter (N(0, jitter_scale^2) in
-    standardised units, seeded) breaks ties such as repeated values and ReLU zeros.
+    The jitter (N(0, jitter_scale^2) in standardised units, seeded) is off by default in the
+    estimators: ties are handled by their mixed discrete-continuous rule instead. precision
+    "float32" falls back to float64 when some |value| reaches FLOAT32_RANGE (see module docstring);
+    the returned dtype says which was used.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if not (jitter_scale >= 0 and math.isfinite(jitter_scale)):
+    if isinstance(jitter_scale, bool) or not isinstance(jitter_scale, (int, float)) or not (
+        jitter_scale >= 0 and math.isfinite(jitter_scale)
+    ):
         raise ValueError(f"jitter must be a finite number >= 0, got {jitter_scale!r}")
-    dtype, mantissa = PRECISIONS[precision]
     gen = torch.Generator().manual_seed(seed)
     ready = []
     for b in blocks:
@@ -61,10 +68,26 @@ def prepare_points(
             b = standardize(b)
         ready.append(jitter(b, jitter_scale, gen))
     largest = max(float(b.abs().max()) for b in ready)
+    if precision == "float64" or largest >= FLOAT32_RANGE:
+        return ready
+    dtype, mantissa = PRECISIONS[precision]
     # |value| < 2^(mantissa-2) steps keeps every difference below 2^(mantissa-1) steps: exact.
     q = mantissa - 2 - math.floor(math.log2(largest)) - 1 if largest > 0 else 0
     step = 2.0 ** (-q)
     return [(torch.round(b / step) * step).to(dtype) for b in ready]
+
+
+def precision_notes(points: torch.Tensor, precision: str) -> tuple[str, ...]:
+    """A note when prepare_points used float64 although float32 was asked for."""
+    if precision == "float32" and points.dtype == torch.float64:
+        return (f"precision: float64 used instead of float32 (some |value| >= {FLOAT32_RANGE:g} std: the float32 grid "
+                f"would blur the other points)",)
+    return ()
+
+
+def knn_min_subset_size(ks: Sequence[int]) -> int:
+    """Rows per subsample for a k-NN stderr: 20, or 4 k for large k (so k stays small against the subsample)."""
+    return max(20, 4 * max(ks))
 
 
 def tile_rows(n_cols: int, device: torch.device, tile_elements: int | None = None) -> int:

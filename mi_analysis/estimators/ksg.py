@@ -7,7 +7,17 @@ With max-norm distances in the joint space z = (x, y), for each sample i:
   algorithm 2: eps_x(i), eps_y(i) = largest x- and y-distance among its k nearest neighbours in z;
       n_x(i) = #{j != i: |x_i - x_j| <= eps_x(i)}
       I = psi(k) - 1/k + psi(n) - < psi(n_x) + psi(n_y) >
-Neighbours are exact (knn.py: bounded-memory tiles on a grid where float32 arithmetic is exact).
+Neighbours are exact (knn.py: bounded-memory tiles, float64 arithmetic as a k-d tree's).
+
+Ties (discrete values, ReLU zeros, repeated rows) are not broken by noise: noise turns each tie
+into a micro-cluster whose k-NN counts read as dependence (0.4 nats for independent coins). They
+follow the mixed discrete-continuous rule of Gao, Kannan, Oh & Viswanath (2017, "Estimating mutual
+information for discrete-continuous mixtures", NeurIPS): a sample whose k-th joint neighbour is a
+duplicate (eps_i = 0) contributes psi(c_xy) + psi(n) - psi(c_x) - psi(c_y), with c the numbers of
+samples equal to it in z, x and y (itself included), which is the plug-in estimate on fully
+discrete data; all other samples contribute the KSG term (Gao et al. use log n for psi(n), a
+difference of 1/(2n)). Tie-free data give exactly KSG; algorithm 2 gets the same rule. Consistent
+for mixtures of discrete and continuous parts (Gao et al., Theorem 2, for algorithm 1).
 Both are biased low when the MI is large relative to log n or the dimension is high.
 """
 
@@ -19,22 +29,32 @@ import torch
 from scipy.special import digamma
 
 from .interface import MIResult
-from .knn import count_below, exclude_self, max_norm_tile, neighbor_counts, prepare_points, smallest_k, tile_rows
+from .diagnostics import caution, check_no_mixed_columns, ceiling_note, constant_note, knn_dimension_note, tie_notes, with_notes
+from .knn import (count_below, exclude_self, knn_min_subset_size, max_norm_tile, neighbor_counts, precision_notes,
+                  prepare_points, smallest_k, tile_rows)
 from .registry import register
 from .uncertainty import subsample_result
 
 
+TIE_RULE = ("ties: samples whose k-th joint neighbour is a duplicate use the mixed discrete-continuous rule of "
+            "Gao et al. (2017); on fully discrete data this is the plug-in estimate")
+
+
 def ksg_counts(
     px: torch.Tensor, py: torch.Tensor, ks: Sequence[int], algorithm: int, tile_elements: int | None = None
-) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per-sample marginal counts {k: (n_x (n,), n_y (n,))} for prepared points px (n, dx), py (n, dy)."""
+) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per-sample counts {k: (n_x (n,), n_y (n,), c_xy (n,))} for prepared points px (n, dx), py (n, dy).
+
+    c_xy is 0 for samples with eps_i > 0 (n_x, n_y are then the KSG counts of `algorithm`); for
+    samples whose k-th joint neighbour is a duplicate it is the number of their duplicates in z,
+    and n_x, n_y count their duplicates in x and y (self excluded throughout).
+    """
     n, device = px.shape[0], px.device
     rows = tile_rows(n, device, tile_elements)
     px_t, py_t = px.T.contiguous(), py.T.contiguous()
     dx_buf, dy_buf, scratch, joint = (torch.empty(min(rows, n), n, dtype=px.dtype, device=device) for _ in range(4))
     hits = torch.empty(min(rows, n), n, dtype=torch.bool, device=device)
-    counts = {k: (torch.empty(n, dtype=torch.int64, device=device), torch.empty(n, dtype=torch.int64, device=device))
-              for k in ks}
+    counts = {k: tuple(torch.empty(n, dtype=torch.int64, device=device) for _ in range(3)) for k in ks}
     k_max = max(ks)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
@@ -46,7 +66,7 @@ def ksg_counts(
         dz = torch.maximum(dx, dy, out=joint[:m])
         near_d, near_i = smallest_k(dz, k_max)  # (m, k_max), ascending
         for k in ks:
-            nx, ny = counts[k]
+            nx, ny, cxy = counts[k]
             if algorithm == 1:
                 eps = near_d[:, k - 1 : k]
                 nx[start:stop] = count_below(dx, eps, hits[:m], inclusive=False)
@@ -56,22 +76,33 @@ def ksg_counts(
                 eps_y = dy.gather(1, near_i[:, :k]).amax(dim=1, keepdim=True)
                 nx[start:stop] = count_below(dx, eps_x, hits[:m], inclusive=True)
                 ny[start:stop] = count_below(dy, eps_y, hits[:m], inclusive=True)
+            cxy[start:stop] = 0
+            tied = (near_d[:, k - 1] == 0).nonzero().squeeze(1)  # rows whose k-th joint neighbour is a duplicate
+            if tied.numel():
+                zero = torch.zeros(tied.numel(), 1, dtype=px.dtype, device=device)
+                t = tied.numel()
+                cxy[start + tied] = count_below(dz[tied], zero, hits[:t], inclusive=True)
+                nx[start + tied] = count_below(dx[tied], zero, hits[:t], inclusive=True)
+                ny[start + tied] = count_below(dy[tied], zero, hits[:t], inclusive=True)
     return counts
 
 
 def ksg_value(
     px: torch.Tensor, py: torch.Tensor, ks: Sequence[int], algorithm: int, tile_elements: int | None = None
 ) -> float:
-    """KSG estimate in nats on prepared points, averaged over the ensemble of k values."""
+    """KSG estimate in nats on prepared points (ties by the mixed rule), averaged over the ensemble of k values."""
     n = px.shape[0]
     psi = torch.special.digamma
     total = 0.0
-    for k, (nx, ny) in ksg_counts(px, py, ks, algorithm, tile_elements).items():
-        nx, ny = nx.to(torch.float64), ny.to(torch.float64)
+    for k, (nx, ny, cxy) in ksg_counts(px, py, ks, algorithm, tile_elements).items():
+        nx, ny, cxy = nx.to(torch.float64), ny.to(torch.float64), cxy.to(torch.float64)
         if algorithm == 1:
-            total += digamma(k) + digamma(n) - float((psi(nx + 1) + psi(ny + 1)).mean())
+            terms = digamma(k) - psi(nx + 1) - psi(ny + 1)
         else:
-            total += digamma(k) - 1.0 / k + digamma(n) - float((psi(nx) + psi(ny)).mean())
+            terms = digamma(k) - 1.0 / k - psi(nx) - psi(ny)
+        tied = cxy > 0
+        terms = torch.where(tied, psi(cxy + 1) - psi(nx + 1) - psi(ny + 1), terms)
+        total += digamma(n) + float(terms.mean())
     return total / len(ks)
 
 
@@ -93,6 +124,10 @@ def _ksg(
     ks = neighbor_counts(k, n)
     px, py = prepare_points([x, y], standardize_columns=standardize, jitter_scale=jitter, seed=seed,
                             precision=precision)
+    check_no_mixed_columns("x", px, method)
+    check_no_mixed_columns("y", py, method)
+    notes = caution([constant_note("x", x), constant_note("y", y), knn_dimension_note(n, x.shape[1] + y.shape[1])])
+    notes += tie_notes({"x": px, "y": py}, TIE_RULE) + precision_notes(px, precision)
 
     def value_of(rows: torch.Tensor | None) -> float:
         if rows is None:
@@ -102,15 +137,17 @@ def _ksg(
 
     params = {"k": ks if len(ks) > 1 else ks[0], "standardize": standardize, "jitter": jitter,
               "precision": precision, "seed": seed}
-    return subsample_result(
+    result = subsample_result(
         value_of, n, kind="estimate", method=method, params=params, seed=seed,
-        num_subsets=num_subsets, min_subset_size=max(20, 4 * max(ks)),
+        num_subsets=num_subsets, min_subset_size=knn_min_subset_size(ks), notes=notes,
     )
+    return with_notes(result, caution([ceiling_note(result.value, n, min(ks))]))
 
 
 _DESCRIPTION = (
     "Kraskov-Stoegbauer-Grassberger k-NN estimate of I(x;y) for continuous x, y (algorithm {alg}), max-norm, exact "
-    "neighbours. Consistent, but biased low when I(x;y) is large or the dimension is high; invariant to per-dimension "
+    "neighbours; ties (discrete values, ReLU zeros) by the mixed discrete-continuous rule of Gao et al. 2017. "
+    "Consistent, but biased low when I(x;y) is large or the dimension is high; invariant to per-dimension "
     "rescaling when standardize=True. k may be a list (the value is averaged over those k). stderr/CI by disjoint "
     "subsampling."
 )
@@ -123,8 +160,8 @@ def ksg(
     *,
     k: int | Sequence[int] = 3,
     standardize: bool = True,
-    jitter: float = 1e-5,
-    precision: str = "float32",
+    jitter: float = 0.0,
+    precision: str = "float64",
     tile_elements: int | None = None,
     num_subsets: int = 10,
     seed: int = 0,
@@ -133,10 +170,12 @@ def ksg(
 
     k: neighbours, an int or a sequence (ensemble: the value is the mean over those k).
     standardize: scale every column to zero mean, unit variance first (constant columns become 0).
-    jitter: std of the seeded tie-breaking noise, in standardised units (units of x and y when
-        standardize=False); 1e-5 is a few float32 grid steps (so repeated values do get apart) and
-        far below any k-NN distance that matters.
-    precision: "float32" (fast; exact on its grid, see knn.py) or "float64".
+    jitter: std of seeded noise added first, in standardised units (units of x and y when
+        standardize=False). 0 (default): ties stay ties and follow the mixed rule (module docstring);
+        noise would turn them into micro-clusters that read as dependence.
+    precision: "float64" (default; exact on the data as given) or "float32" (about 2x faster; exact
+        on a grid of <= 2^-19 std; float64 is used instead when some |value| >= 8 std, see knn.py).
+    Minimum n: k + 1 for a value; 2 * max(20, 4 max(k)) for a CI (fewer: NaN CI, a warning and a note).
     tile_elements: values per (rows x n) distance tile; bounds memory (default by device).
     num_subsets: disjoint subsamples for stderr and CI (uncertainty.py).
     """
@@ -151,8 +190,8 @@ def ksg2(
     *,
     k: int | Sequence[int] = 3,
     standardize: bool = True,
-    jitter: float = 1e-5,
-    precision: str = "float32",
+    jitter: float = 0.0,
+    precision: str = "float64",
     tile_elements: int | None = None,
     num_subsets: int = 10,
     seed: int = 0,

@@ -7,6 +7,11 @@ nearest neighbour among the other samples of class c; m_i = #{j != i (any class)
     I = psi(N) - < psi(N_c) > + psi(k) - < psi(m) >.
 A class with N_c <= k uses k_c = N_c - 1 for its members (averaging psi(k_c)); samples of
 singleton classes have no neighbour and are left out (N counts the samples kept), with a note.
+
+Ties in x (discrete values, ReLU zeros) are broken by seeded noise of std `jitter` (standardised
+units). The noise is independent of y, so a tied group becomes a tiny cluster whose class mix is
+what the counts see: at n = 2000, independent labels with 3-dim ReLU features give 0.009 nats
+(exact ties left in place, jitter=0, would give -0.12: d_i = 0 counts every duplicate in m_i).
 """
 
 from __future__ import annotations
@@ -17,9 +22,14 @@ import torch
 from scipy.special import digamma
 
 from .interface import MIResult
-from .knn import count_below, exclude_self, max_norm_tile, neighbor_counts, prepare_points, smallest_k, tile_rows
+from .diagnostics import caution, constant_note, knn_dimension_note, tie_notes
+from .knn import (count_below, exclude_self, knn_min_subset_size, max_norm_tile, neighbor_counts, precision_notes,
+                  prepare_points, smallest_k, tile_rows)
 from .registry import register
 from .uncertainty import subsample_result
+
+
+TIE_RULE = "ties: broken by seeded noise of std `jitter` (independent of y)"
 
 
 def ross_value(px: torch.Tensor, labels: torch.Tensor, ks: Sequence[int], tile_elements: int | None = None) -> float:
@@ -67,7 +77,8 @@ def ross_value(px: torch.Tensor, labels: torch.Tensor, ks: Sequence[int], tile_e
     y_type="labels",
     description=(
         "Ross (2014) k-NN estimate of I(x;y) for continuous x and discrete labels y: neighbours within the "
-        "same class, counts over all samples, max-norm, exact neighbours. Biased low in high dimension and near "
+        "same class, counts over all samples, max-norm, exact neighbours; ties in x broken by seeded noise "
+        "independent of y. Biased low in high dimension and near "
         "the ceiling H(y). stderr/CI by disjoint subsampling."
     ),
 )
@@ -78,24 +89,32 @@ def mixed_knn(
     k: int | Sequence[int] = 3,
     standardize: bool = True,
     jitter: float = 1e-5,
-    precision: str = "float32",
+    precision: str = "float64",
     tile_elements: int | None = None,
     num_subsets: int = 10,
     seed: int = 0,
 ) -> MIResult:
-    """Ross estimator; parameters as ksg (k may be an ensemble; jitter in standardised units)."""
+    """Ross estimator; parameters as ksg (k may be an ensemble), except jitter: 1e-5 standardised units by
+    default, far below any k-NN distance that matters (see the module docstring for why ties need it here).
+
+    Minimum n: k + 1 per class for a value; 2 * max(20, 4 max(k)) for a CI (fewer: NaN CI, a warning, a note)."""
     n = x.shape[0]
     ks = neighbor_counts(k, n)
     (px,) = prepare_points([x], standardize_columns=standardize, jitter_scale=jitter, seed=seed, precision=precision)
+    cautions = caution([constant_note("x", x), knn_dimension_note(n, x.shape[1])])
     labels = y.to(px.device)
     _, class_sizes = torch.unique(labels, return_counts=True)
-    notes = ()
+    ties = tie_notes({"x": x}, TIE_RULE)
+    if ties and jitter == 0:
+        raise ValueError(f"jitter=0 leaves exact ties in x ({ties[0]}), where Ross's counts are meaningless; "
+                         f"use jitter > 0 (default 1e-5)")
+    notes = cautions + ties + precision_notes(px, precision)
     singletons = int((class_sizes == 1).sum())
     if singletons > n - 2:
         raise ValueError(f"y: {singletons} of {n} samples are alone in their class; mixed_knn needs classes with "
                          f">= 2 samples (same-class neighbours)")
     if singletons:
-        notes = (f"{singletons} sample(s) in singleton classes left out (no same-class neighbour)",)
+        notes += (f"{singletons} sample(s) in singleton classes left out (no same-class neighbour)",)
 
     def value_of(rows: torch.Tensor | None) -> float:
         if rows is None:
@@ -107,5 +126,5 @@ def mixed_knn(
               "precision": precision, "seed": seed}
     return subsample_result(
         value_of, n, kind="estimate", method="mixed_knn", params=params, seed=seed,
-        num_subsets=num_subsets, min_subset_size=max(20, 4 * max(ks)), notes=notes,
+        num_subsets=num_subsets, min_subset_size=knn_min_subset_size(ks), notes=notes,
     )

@@ -16,11 +16,13 @@ Three tools, for three kinds of estimator:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
 from scipy import stats
 
+from .diagnostics import EstimatorWarning
 from .interface import MIResult
 
 Z_95 = 1.959963984540054  # standard normal 97.5% quantile
@@ -67,8 +69,11 @@ def subsample_result(
 
     value_of(None) is the full-sample value; value_of(indices) the value on those rows.
     num_subsets is lowered so that every subset has >= min_subset_size rows; with fewer than 2
-    such subsets stderr and ci are NaN and a note says why.
+    such subsets (n < 2 * min_subset_size: the minimum n for a CI) stderr and ci are NaN, and a
+    warning and a note say why.
     """
+    if isinstance(num_subsets, bool) or not isinstance(num_subsets, int) or num_subsets < 2:
+        raise ValueError(f"num_subsets must be an int >= 2 (subsamples for the stderr), got {num_subsets!r}")
     value = float(value_of(None))
     m = min(num_subsets, n // min_subset_size)
     notes = tuple(notes)
@@ -77,7 +82,10 @@ def subsample_result(
         ci = ci_from_stderr(value, stderr, dof=m - 1)
     else:
         stderr, ci = math.nan, (math.nan, math.nan)
-        notes += (f"no stderr: n={n} is too small for 2 subsamples of {min_subset_size} rows",)
+        reason = (f"no stderr/CI: n={n} is too small for 2 subsamples of {min_subset_size} rows (a CI needs "
+                  f"n >= {2 * min_subset_size})")
+        warnings.warn(reason, EstimatorWarning, stacklevel=3)
+        notes += (reason,)
     params = {**params, "ci_subsets": m if m >= 2 else 0}
     return MIResult(value=value, stderr=stderr, ci=ci, kind=kind, method=method, params=params, n=n, notes=notes)
 

@@ -3,10 +3,16 @@
 Accepted inputs: numpy arrays, torch tensors on any device (they stay on that device;
 numpy and lists land on the CPU), and nested lists. Gradients are detached.
 
+Scale: every column's range (max - min) must be finite in float64, so that differences between
+samples are (values up to ~1e307 are fine; 1e308 and -1e308 in one column are refused).
+
 Constant columns: a column with a single value carries no information about anything. It is
-kept (so shapes stay what the caller passed), `standardize` maps it to exactly 0 instead of
-dividing by a zero spread, and the k-NN estimators add a tiny seeded jitter so that ties
-(repeated values, ReLU zeros, constant columns) are broken at random rather than by index.
+kept (so shapes stay what the caller passed) and `standardize` maps it to exactly 0 instead of
+dividing by a zero spread; the estimators that standardise say so in their notes.
+
+Labels: class labels must have an integer or bool dtype. Float arrays are never labels, not even
+when every value is integral: methods taking labels refuse them, and methods taking either kind
+(y_type "any") treat them as continuous. Convert class ids with y.astype(int).
 """
 
 from __future__ import annotations
@@ -55,23 +61,34 @@ def as_samples(x: Any, name: str = "x", *, dtype: torch.dtype = torch.float64) -
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}; need n >= 2 samples and d >= 1 features")
     _check_finite(t, name)
+    _check_range(t, name)
     return t.to(dtype)
 
 
+def _check_range(t: torch.Tensor, name: str) -> None:
+    if not t.is_floating_point():
+        return
+    t = t.to(torch.float64)
+    spread = t.amax(dim=0) - t.amin(dim=0)
+    if not bool(torch.isfinite(spread).all()):
+        col = int((~torch.isfinite(spread)).nonzero()[0])
+        raise ValueError(
+            f"{name} column {col} spans more than float64 can subtract (max - min overflows); rescale {name} first"
+        )
+
+
 def as_labels(y: Any, name: str = "y") -> torch.Tensor:
-    """`y` as int64 class labels (n,). Float labels are accepted only when integral."""
+    """`y` as int64 class labels (n,) from an integer or bool array (float arrays are refused, see module)."""
     t = _to_tensor(y, name)
     if t.dim() != 1:
         raise ValueError(f"{name} labels must be 1-D (n,), got shape {tuple(t.shape)}; pass {name}.ravel()")
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty; need n >= 2 labels")
     if t.is_floating_point():
-        _check_finite(t, name)
-        if not torch.equal(t, torch.round(t)):
-            raise ValueError(
-                f"{name} labels must be integers; got non-integral floats (e.g. {t[t != torch.round(t)][0].item()}). "
-                f"For a continuous {name} use a method that takes continuous y"
-            )
+        raise ValueError(
+            f"{name} labels must be integers (integer or bool dtype), got {t.dtype}; class ids stored as floats: pass "
+            f"{name}.astype(int); a continuous {name}: use a method that takes continuous y"
+        )
     labels = t.to(torch.int64)
     if labels.unique().numel() < 2:
         raise ValueError(
@@ -113,7 +130,14 @@ def constant_columns(x: torch.Tensor) -> torch.Tensor:
 
 
 def standardize(x: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit standard deviation per column; constant columns become exactly 0."""
+    """Zero mean, unit standard deviation per column; constant columns become exactly 0.
+
+    Each column is first divided by its largest |value| (a power of two, so exactly), so that
+    squares neither overflow (x ~ 1e160) nor underflow (x ~ 1e-170) in the variance.
+    """
+    largest = x.abs().amax(dim=0, keepdim=True)
+    scale = torch.where(largest > 0, torch.exp2(torch.floor(torch.log2(largest))), torch.ones_like(largest))
+    x = x / scale
     centred = x - x.mean(dim=0, keepdim=True)
     std = centred.std(dim=0, unbiased=False, keepdim=True)
     return torch.where(std > 0, centred / torch.where(std > 0, std, torch.ones_like(std)), torch.zeros_like(centred))
