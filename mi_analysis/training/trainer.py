@@ -20,7 +20,7 @@ from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in Jupyter and wa
 from mi_analysis.training.config import RunConfig
 from mi_analysis.data import TensorLoader, dataset_info, load_splits
 from mi_analysis.profiling.memory import SavedTensorMeter
-from mi_analysis.models import LocalNet, build
+from mi_analysis.models import LocalNet, builder
 from mi_analysis._util import files
 from mi_analysis._util.device import resolve_device
 from mi_analysis.training import checkpoints
@@ -42,15 +42,10 @@ def learning_rate(config: RunConfig, epoch: int) -> float:
 
 
 def build_model(config: RunConfig, info: Any, image_size: int) -> LocalNet:
-    m = config.model
-    return build(
-        m.arch, m.num_modules, m.context,
-        local_loss=m.local_loss, aux_head=m.aux_head, num_classes=info.num_classes,
-        in_channels=info.in_channels, image_size=image_size, split=m.split,
-        reconstruct=m.reconstruct, aux_widen=m.aux_widen, aux_feature_dim=m.aux_feature_dim,
-        lambdas=m.lambdas, input_mean=info.mean, input_std=info.std,
-        recompute_context=m.recompute_context, dataset=info.name,
-    )
+    """The run's model: its ModelConfig plus what the data set fixes (classes, channels, size, statistics)."""
+    return builder.build_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels,
+                               image_size=image_size, input_mean=info.mean, input_std=info.std,
+                               dataset=info.name)
 
 
 def new_run_dir(config: RunConfig) -> Path:
