@@ -59,7 +59,7 @@ class ModelConfig:
                                lambda value, what: int_at_least(value, what, 1))
     context: str = _option("R0", "context supply mode (R0 = plain greedy local learning)",
                            _choice(CONTEXT_MODES), CONTEXT_MODES)
-    local_loss: str = _option("cross_entropy", "local loss of modules 1..K-1 (contrast = SupCon)",
+    local_loss: str = _option("cross_entropy", "loss of the auxiliary heads (contrast = SupCon)",
                               _choice(LOCAL_LOSSES), LOCAL_LOSSES)
     aux_head: str = _option("1c2f", "auxiliary head: <convs>c<fully connected layers>f",
                             _choice(AUX_HEADS), AUX_HEADS)
