@@ -16,6 +16,7 @@ from mi_analysis.training.config import RunConfig
 from mi_analysis.data import load_splits, normalize
 from mi_analysis._util.files import read_csv
 from mi_analysis._util.device import resolve_device
+from mi_analysis.models import E2E, LocalNet
 from mi_analysis.training.trainer import load_run
 
 from .engine import Point, ProbeData, measure_model, requested_keys
@@ -98,7 +99,7 @@ def analyze_run(
     m = run_config.model
     data, rows, requested = None, [], set()
     for epoch, checkpoint_epoch in checkpoints:
-        base = {"run": run_dir.name, "mode": "E2E" if m.num_modules == 1 else m.context, "K": m.num_modules,
+        base = {"run": run_dir.name, "mode": m.mode, "K": m.num_modules,
                 "seed": run_config.train.seed, "epoch": epoch}  # fmt: skip
         model, _ = load_run(run_dir, checkpoint_epoch, device=str(device))
         points = select_points(model, config.points)  # unknown names fail before any data is loaded
@@ -239,7 +240,7 @@ def analyze_model(
     target = target or (lambda inputs: inputs)
     probe_data = ProbeData(fit_x, probe_x, y[probe], target(fit_x).flatten(1), target(probe_x).flatten(1))
     k = getattr(model, "num_modules", 1)
-    mode = "E2E" if k == 1 else model.config["context"]
+    mode = model.mode if isinstance(model, LocalNet) else E2E
     base = {"run": run or type(model).__name__, "mode": mode, "K": k, "seed": None, "epoch": epoch}
     device = resolve_device(config.device)
     return measure_model(model, chosen, probe_data, config, base, device)
@@ -308,7 +309,7 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     memory = [v for v in (_number(r.get("peak_memory_bytes")) for r in rows) if v is not None]
     summary = {
         "run": run_dir.name, "path": str(run_dir), "dataset": config.data.dataset, "arch": m.arch,
-        "mode": "E2E" if m.num_modules == 1 else m.context, "K": m.num_modules, "context": m.context,
+        "mode": m.mode, "K": m.num_modules, "context": m.context,
         "local_loss": m.local_loss, "seed": config.train.seed, "epochs": int(rows[-1]["epoch"]) if rows else 0,
         "test_acc": _nan(final.get("test_acc")), "val_acc": _nan(final.get("val_acc")),
         "best_val_acc": _nan(best.get("val_acc")), "test_acc_at_best_val": _nan(best.get("test_acc")),
