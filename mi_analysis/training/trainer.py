@@ -133,7 +133,7 @@ class Trainer:
             raise ValueError(f"resume: the flags differ from the config of {run_dir}: {diff}")
         trainer = cls(saved, run_dir, **options)
         if checkpoint_path.is_file():
-            state = torch.load(checkpoint_path, map_location=trainer.device, weights_only=False)
+            state = checkpoints.load_checkpoint(checkpoint_path, trainer.device)
             trainer.model.load_state_dict(state["model"])
             trainer.optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"]["torch"])
@@ -275,7 +275,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu")
     if not path.is_file():
         available = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
         raise FileNotFoundError(f"no checkpoint {name} in {run_dir}; available: {available or 'none'}")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = checkpoints.load_checkpoint(path, device)
     config = RunConfig.from_dict(state["config"])
     info = dataset_info(config.data.dataset, image_size=config.data.image_size)
     model = build_model(config, info, info.image_size).to(device)
