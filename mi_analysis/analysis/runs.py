@@ -302,11 +302,11 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     config = RunConfig.from_yaml(run_dir / "config.yaml")
     rows = read_csv(run_dir / "metrics.csv")
     m = config.model
-    evaluated = [r for r in rows if _number(r.get("test_acc")) is not None]
+    evaluated = [r for r in rows if _finite_float(r.get("test_acc")) is not None]
     final = evaluated[-1] if evaluated else {}
-    with_val = [r for r in evaluated if _number(r.get("val_acc")) is not None]
-    best = max(with_val, key=lambda r: _number(r["val_acc"])) if with_val else {}
-    memory = [v for v in (_number(r.get("peak_memory_bytes")) for r in rows) if v is not None]
+    with_val = [r for r in evaluated if _finite_float(r.get("val_acc")) is not None]
+    best = max(with_val, key=lambda r: _finite_float(r["val_acc"])) if with_val else {}
+    memory = [v for v in (_finite_float(r.get("peak_memory_bytes")) for r in rows) if v is not None]
     summary = {
         "run": run_dir.name, "path": str(run_dir), "dataset": config.data.dataset, "arch": m.arch,
         "mode": m.mode, "K": m.num_modules, "context": m.context,
@@ -320,7 +320,8 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _number(text: Any) -> float | None:
+def _finite_float(text: Any) -> float | None:
+    """A csv cell as a finite float, None when it is empty, not a number, inf or nan."""
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -329,5 +330,5 @@ def _number(text: Any) -> float | None:
 
 
 def _nan(text: Any) -> float:
-    value = _number(text)
+    value = _finite_float(text)
     return math.nan if value is None else value
