@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,19 +16,35 @@ from mi_analysis.analysis.figures import make_figures
 from mi_analysis.bench import main as bench_main
 from mi_analysis.data import dataset_info
 from mi_analysis.demo import DemoSettings, run_demo
-from mi_analysis.models import build
+from mi_analysis.models import build_model
 from mi_analysis.profiling.costs import forward_flops_per_image, training_step_memory
 from mi_analysis.training import Trainer, train
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
 from mi_analysis.training.distributed.launch import launched_by_torchrun, train_parallel
 from mi_analysis.training.recipes import EXPERIMENTS, RECIPES, SCALES, default_recipe, experiment, recipe
 
+# Model flags spelled other than --<field-name>; every other ModelConfig field that takes one
+# value is --<field-name> (lambdas, four numbers, is set with --set model.lambdas=[...]).
+MODEL_FLAG_NAMES = {"num_modules": ("--modules", "-K"), "local_loss": ("--loss",)}
+_ONE_VALUE = (bool, int, float, str)
+
+
+def _model_flags() -> dict[str, tuple[dataclasses.Field, type, tuple[str, ...]]]:
+    """flag dest -> (ModelConfig field, its type, flag names), in the field order."""
+    hints = typing.get_type_hints(ModelConfig)
+    flags = {}
+    for field in dataclasses.fields(ModelConfig):
+        if hints[field.name] in _ONE_VALUE:
+            names = MODEL_FLAG_NAMES.get(field.name, (f"--{field.name.replace('_', '-')}",))
+            flags[names[0][2:].replace("-", "_")] = (field, hints[field.name], names)
+    return flags
+
+
+MODEL_FLAGS = _model_flags()
+
 # Flags that map one-to-one onto config fields: flag dest -> dotted config key.
 CONFIG_FLAGS = {
-    "arch": "model.arch", "modules": "model.num_modules", "context": "model.context",
-    "loss": "model.local_loss", "aux_head": "model.aux_head", "split": "model.split",
-    "reconstruct": "model.reconstruct", "aux_widen": "model.aux_widen",
-    "recompute_context": "model.recompute_context",
+    **{dest: f"model.{field.name}" for dest, (field, _, _) in MODEL_FLAGS.items()},
     "dataset": "data.dataset", "root": "data.root", "download": "data.download",
     "val_fraction": "data.val_fraction", "train_subset": "data.train_subset",
     "test_subset": "data.test_subset", "image_size": "data.image_size",
@@ -39,17 +56,22 @@ CONFIG_FLAGS = {
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", help="resnet20 | resnet32 | resnet56 | resnet110")
-    p.add_argument("--modules", "-K", type=int, help="number of gradient-isolated modules K (1 = E2E)")
-    p.add_argument("--context", help="context supply mode: R0 (plain GLL), E, R1, R1E, R2, R4, R8, R16, RnE")
-    p.add_argument("--loss", help="local loss: cross_entropy | contrast")
-    p.add_argument("--aux-head", help="auxiliary head: 0c1f 0c2f 1c1f 1c2f 1c3f 2c2f")
-    p.add_argument("--split", help="equal | balanced")
-    p.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=None,
-                   help="add InfoPro's decoder (reconstruction) term to the local losses")
-    p.add_argument("--aux-widen", type=float)
-    p.add_argument("--recompute-context", action=argparse.BooleanOptionalAction, default=None,
-                   help="recompute context encoders in backward (less memory, identical gradients)")
+    """One flag per ModelConfig field, its help, choices and default read from the field. Flags
+    default to None (not given), so a config file or recipe is only overridden by what is typed."""
+    for dest, (field, kind, names) in MODEL_FLAGS.items():
+        choices = field.metadata["choices"]
+        help = field.metadata["help"] + (f": {' | '.join(choices)}" if choices else "")
+        help += f" (default: {field.default})"
+        if kind is bool:
+            p.add_argument(*names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help)
+        else:
+            p.add_argument(*names, dest=dest, type=kind, help=help)
+
+
+def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
+    """ModelConfig of the model flags given, ModelConfig's defaults for the others."""
+    return ModelConfig(**{field.name: getattr(args, dest) for dest, (field, _, _) in MODEL_FLAGS.items()
+                          if getattr(args, dest) is not None})
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -116,13 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_describe(args: argparse.Namespace) -> int:
     info = dataset_info(args.dataset)
     image_size = args.image_size or info.image_size
-    model = build(
-        args.arch or "resnet32", args.modules or 1, args.context or "R0",
-        local_loss=args.loss or "cross_entropy", aux_head=args.aux_head or "1c2f",
-        num_classes=info.num_classes, in_channels=info.in_channels, image_size=image_size,
-        split=args.split or "equal", reconstruct=bool(args.reconstruct), aux_widen=args.aux_widen or 1.0,
-        recompute_context=bool(args.recompute_context), dataset=info.name,
-    )
+    model = build_model(model_config_from_args(args), num_classes=info.num_classes,
+                        in_channels=info.in_channels, image_size=image_size, dataset=info.name)
     shape = (info.in_channels, image_size, image_size)
     report: dict[str, Any] = {
         **model.describe(),

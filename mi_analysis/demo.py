@@ -24,12 +24,13 @@ from typing import Any, Sequence
 
 from mi_analysis.analysis import AnalysisConfig, analyze_run
 from mi_analysis.analysis.figures import make_figures
+from mi_analysis.models import E2E
 from mi_analysis.training import Trainer, load_run
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
 from mi_analysis.training.recipes import recipe
 from mi_analysis._util.files import write_text
 
-DEMO_MODES = ("E2E", "R0", "E", "R1E")
+DEMO_MODES = (E2E, "R0", "E", "R1E")
 CONTSUP_MODES = ("E", "R1E")
 Z95 = 1.959964  # two-sided 95% normal quantile
 
@@ -55,8 +56,8 @@ def demo_configs(settings: DemoSettings, out_dir: Path) -> dict[str, RunConfig]:
     data = DataConfig(dataset=s.dataset, root=s.root, train_subset=s.train_subset)
     return {
         mode: RunConfig(
-            model=ModelConfig(arch=s.arch, num_modules=1 if mode == "E2E" else s.num_modules,
-                              context="R0" if mode == "E2E" else mode, aux_head=s.aux_head),
+            model=ModelConfig(arch=s.arch, num_modules=1 if mode == E2E else s.num_modules,
+                              context="R0" if mode == E2E else mode, aux_head=s.aux_head),
             data=data, train=train, out_dir=str(out_dir / "runs"),
         )
         for mode in DEMO_MODES

@@ -88,3 +88,47 @@ def test_reproduce_runs_every_config(tmp_path, monkeypatch):
     assert len(seen) == 15  # 8 modes at K=16, 7 at K=8 (no R16)
     assert all(c.data.dataset == "synthetic" and c.train.epochs == 2 and c.out_dir == str(tmp_path) for c in seen)
     assert all(c.data.download and c.data.root == str(tmp_path / "data") for c in seen)
+
+
+def _flag_help(parser, dest):
+    (action,) = [a for a in parser._actions if a.dest == dest]
+    return action
+
+
+@pytest.mark.parametrize("command", ["train", "describe"])
+def test_model_flags_are_derived_from_model_config(command):
+    """Every one-value ModelConfig field has a flag whose help shows the field's default and
+    choices; flags default to None so that only what is typed overrides a config file."""
+    parser = cli.make_parser()._subparsers._group_actions[0].choices[command]
+    expected = {"arch": "arch", "modules": "num_modules", "context": "context", "loss": "local_loss",
+                "aux_head": "aux_head", "split": "split", "reconstruct": "reconstruct", "aux_widen": "aux_widen",
+                "aux_feature_dim": "aux_feature_dim", "recompute_context": "recompute_context"}
+    assert {dest: f.name for dest, (f, _, _) in cli.MODEL_FLAGS.items()} == expected
+    for dest, name in expected.items():
+        action = _flag_help(parser, dest)
+        field = cli.ModelConfig.__dataclass_fields__[name]
+        assert action.default is None
+        assert action.help.endswith(f"(default: {field.default})"), (dest, action.help)
+        assert action.help.startswith(field.metadata["help"])
+        assert all(choice in action.help for choice in field.metadata["choices"])
+    assert _flag_help(parser, "modules").option_strings == ["--modules", "-K"]
+    assert _flag_help(parser, "loss").option_strings == ["--loss"]
+
+
+def test_describe_without_flags_builds_model_config_defaults(capsys):
+    assert cli.main(["describe", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    defaults = cli.ModelConfig()
+    assert report["arch"] == defaults.arch and report["num_modules"] == defaults.num_modules
+    for name in ("context", "split", "local_loss", "aux_head", "aux_widen", "aux_feature_dim", "reconstruct",
+                 "recompute_context"):
+        assert report[name] == getattr(defaults, name), name
+
+
+def test_model_flags_reach_the_config_and_bad_values_name_the_field(capsys):
+    args = cli.make_parser().parse_args(["train", "-K", "4", "--loss", "contrast", "--aux-feature-dim", "64",
+                                         "--no-reconstruct"])
+    model = cli.config_from_args(args).model
+    assert (model.num_modules, model.local_loss, model.aux_feature_dim, model.reconstruct) == (4, "contrast", 64, False)
+    assert cli.main(["describe", "--aux-head", "9c9f"]) == 2
+    assert "aux_head='9c9f' is unknown; expected one of" in capsys.readouterr().err

@@ -2,11 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import numbers
+from typing import Any, Sequence
+
+
+def is_number(value: Any) -> bool:
+    """A real number (numpy scalars included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_iterable(value: Any) -> bool:
+    """Something to iterate over other than a str or bytes (a list, tuple, array, tensor...)."""
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return not isinstance(value, (str, bytes))
 
 
 def positive_int(value: Any, what: str) -> int:
     """`value` if it is an int >= 1 (bool is not an int here), else ValueError naming `what`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be a positive int, got {value!r}")
+    return value
+
+
+def int_at_least(value: Any, what: str, minimum: int) -> int:
+    """`value` as an int if it is an integer (numpy included, bool not) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def positive_number(value: Any, what: str) -> Any:
+    """`value` if it is a finite number > 0."""
+    if not is_number(value) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{what} must be a positive number, got {value!r}")
+    return value
+
+
+def boolean(value: Any, what: str) -> bool:
+    """`value` if it is True or False (1, "yes" and the like are refused: TypeError)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {value!r}")
+    return value
+
+
+def one_of(value: Any, what: str, valid: Sequence[str]) -> Any:
+    """`value` if it is one of `valid`."""
+    if value not in valid:
+        raise ValueError(f"{what}={value!r} is unknown; expected one of {tuple(valid)}")
     return value

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mi_analysis.analysis import plots
+from mi_analysis.models.config import run_mode
 
 from .runs import collect_runs
 from .table import MI_COLUMNS, row_key
@@ -95,6 +96,6 @@ def _several_epochs(rows: list[dict[str, str]]) -> list[tuple[str, int]]:
     """(mode, K) of the runs analysed at more than one epoch."""
     epochs = defaultdict(set)
     for row in rows:
-        mode = "E2E" if row["K"] == "1" else row["mode"]
+        mode = run_mode(int(row["K"]), row["mode"])
         epochs[(mode, int(row["K"]), row["run"])].add(row["epoch"])
     return sorted({(mode, k) for (mode, k, _), seen in epochs.items() if len(seen) > 1})

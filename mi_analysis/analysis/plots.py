@@ -28,6 +28,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from mi_analysis.models.config import run_mode
+
 __all__ = [
     "QUANTITIES",
     "MODE_COLORS",
@@ -116,11 +118,6 @@ def _int(row: Mapping[str, Any], column: str, name: str) -> int:
     return int(value)
 
 
-def _mode(mode: Any, k: int) -> str:
-    """A run's mode; K=1 is E2E whatever context name its config carried."""
-    return "E2E" if k == 1 else str(mode)
-
-
 def _mode_order(mode: str) -> tuple[int, str]:
     order = list(MODE_COLORS)
     return (order.index(mode), "") if mode in order else (len(order), mode)
@@ -170,7 +167,7 @@ def _mi_rows(mi_rows: Any) -> list[dict[str, Any]]:
     return [
         {
             "run": str(row["run"]),
-            "mode": _mode(row["mode"], _int(row, "K", name)),
+            "mode": run_mode(_int(row, "K", name), str(row["mode"])),
             "K": _int(row, "K", name),
             "epoch": _int(row, "epoch", name),
             "point": str(row["point"]),
@@ -422,7 +419,7 @@ def _summary_rows(summary_rows: Any, column: str) -> list[dict[str, Any]]:
     rows = _rows(summary_rows, "summary_rows", ("mode", "K", "seed", column))
     name = "summary_rows"
     return [
-        {"mode": _mode(row["mode"], _int(row, "K", name)), "K": _int(row, "K", name), column: _float(row, column, name)}
+        {"mode": run_mode(_int(row, "K", name), str(row["mode"])), "K": _int(row, "K", name), column: _float(row, column, name)}
         for row in rows
     ]
 
@@ -522,7 +519,7 @@ def plot_local_accuracy(rows: Any, *, K: int | None = None, epoch: int | None = 
         k = _int(row, "K", name) if "K" in row else _count_heads(row)
         # rows with epochs are a run's history; without, every row is a run of its own
         run = str(row.get("run", row.get("seed", ""))) if "epoch" in row else i
-        runs[(_mode(row["mode"], k), k, run)].append(row)
+        runs[(run_mode(k, str(row["mode"])), k, run)].append(row)
     curves: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
     for (mode, k, _), run_rows in runs.items():
         if "epoch" in run_rows[0]:

@@ -18,6 +18,7 @@ from mi_analysis.training.config import RunConfig
 from mi_analysis.data import load_splits, normalize
 from mi_analysis._util.files import read_csv
 from mi_analysis._util.device import resolve_device
+from mi_analysis.models import E2E, LocalNet
 from mi_analysis.training.trainer import load_run
 
 from .engine import SampleSets, measure_model, requested_keys
@@ -89,7 +90,7 @@ def analyze_run(
     m = run_config.model
     data, rows, requested = None, [], set()
     for epoch, checkpoint_epoch in checkpoints:
-        base = {"run": run_dir.name, "mode": "E2E" if m.num_modules == 1 else m.context, "K": m.num_modules,
+        base = {"run": run_dir.name, "mode": m.mode, "K": m.num_modules,
                 "seed": run_config.train.seed, "epoch": epoch}  # fmt: skip
         model, _ = load_run(run_dir, checkpoint_epoch, device=str(device))
         points = select_points(model, config.points)  # unknown names fail before any data is loaded
@@ -230,7 +231,7 @@ def analyze_model(
     target = target or (lambda inputs: inputs)
     samples = SampleSets(fit_x, held_out_x, y[held_out], target(fit_x).flatten(1), target(held_out_x).flatten(1))
     k = getattr(model, "num_modules", 1)
-    mode = "E2E" if k == 1 else model.config["context"]
+    mode = model.mode if isinstance(model, LocalNet) else E2E
     base = {"run": run or type(model).__name__, "mode": mode, "K": k, "seed": None, "epoch": epoch}
     device = resolve_device(config.device)
     return measure_model(model, chosen, samples, config, base, device)
@@ -272,14 +273,14 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     config = RunConfig.from_yaml(run_dir / "config.yaml")
     rows = read_csv(run_dir / "metrics.csv")
     m = config.model
-    evaluated = [r for r in rows if _number(r.get("test_acc")) is not None]
+    evaluated = [r for r in rows if _finite_float(r.get("test_acc")) is not None]
     final = evaluated[-1] if evaluated else {}
-    with_val = [r for r in evaluated if _number(r.get("val_acc")) is not None]
-    best = max(with_val, key=lambda r: _number(r["val_acc"])) if with_val else {}
-    memory = [v for v in (_number(r.get("peak_memory_bytes")) for r in rows) if v is not None]
+    with_val = [r for r in evaluated if _finite_float(r.get("val_acc")) is not None]
+    best = max(with_val, key=lambda r: _finite_float(r["val_acc"])) if with_val else {}
+    memory = [v for v in (_finite_float(r.get("peak_memory_bytes")) for r in rows) if v is not None]
     summary = {
         "run": run_dir.name, "path": str(run_dir), "dataset": config.data.dataset, "arch": m.arch,
-        "mode": "E2E" if m.num_modules == 1 else m.context, "K": m.num_modules, "context": m.context,
+        "mode": m.mode, "K": m.num_modules, "context": m.context,
         "local_loss": m.local_loss, "seed": config.train.seed, "epochs": int(rows[-1]["epoch"]) if rows else 0,
         "test_acc": _nan(final.get("test_acc")), "val_acc": _nan(final.get("val_acc")),
         "best_val_acc": _nan(best.get("val_acc")), "test_acc_at_best_val": _nan(best.get("test_acc")),
@@ -290,7 +291,8 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _number(text: Any) -> float | None:
+def _finite_float(text: Any) -> float | None:
+    """A csv cell as a finite float, None when it is empty, not a number, inf or nan."""
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -299,5 +301,5 @@ def _number(text: Any) -> float | None:
 
 
 def _nan(text: Any) -> float:
-    value = _number(text)
+    value = _finite_float(text)
     return math.nan if value is None else value

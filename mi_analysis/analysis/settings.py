@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from mi_analysis._util.checks import is_number, positive_int
 from mi_analysis._util.config import from_dict, to_plain
 from mi_analysis.estimators import available, get
 
@@ -99,17 +100,17 @@ class AnalysisConfig:
         _check_methods("x_estimators", self.x_estimators, ("continuous", "any"), (RECONSTRUCTION,))
         for name in ("batch_size", "pool", "pca_dim", "probe_folds", "knn_k", "infonce_batch_size",
                      "infonce_epochs", "x_pca_dim"):
-            _positive_int(name, getattr(self, name))
+            positive_int(getattr(self, name), name)
         for name in ("held_out_size", "fit_size"):
             if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
+                positive_int(getattr(self, name), name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         if self.probe_folds < 2:
             raise ValueError(f"probe_folds must be >= 2 (each part is held out once), got {self.probe_folds}")
-        if not self.probe_weight_decays or not all(_number(w) and w > 0 for w in self.probe_weight_decays):
+        if not self.probe_weight_decays or not all(is_number(w) and w > 0 for w in self.probe_weight_decays):
             raise ValueError(f"probe_weight_decays must be positive numbers, got {self.probe_weight_decays!r}")
-        if not (_number(self.kde_sigma) and 0 < self.kde_sigma < math.inf):
+        if not (is_number(self.kde_sigma) and 0 < self.kde_sigma < math.inf):
             raise ValueError(f"kde_sigma must be a positive number, got {self.kde_sigma!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
@@ -190,12 +191,3 @@ def _check_methods(field: str, methods: Any, y_types: tuple[str, ...], own: tupl
     unknown = [m for m in methods if m not in valid]
     if unknown:
         raise ValueError(f"{field} has unknown or unsuitable method(s) {unknown}; valid: {valid}")
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

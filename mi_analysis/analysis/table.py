@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import yaml
 
 from mi_analysis._util.files import atomic_write, read_csv
+from mi_analysis._util.version import check_format_version
 
 from .settings import AnalysisConfig, current_settings
 
@@ -27,7 +28,7 @@ MI_COLUMNS = (
 )  # fmt: skip
 KEY_COLUMNS = ("run", "epoch", "point", "quantity", "estimator")
 # Version of the mi.csv + analysis.yaml pair, written into analysis.yaml. 1: held_out_size (was
-# probe_size). Tables without it were written before versions existed and still load.
+# probe_size, still read). Tables without it were written before versions were recorded and still load.
 TABLE_FORMAT = 1
 
 
@@ -81,12 +82,8 @@ class MiTable:
             )
         if self._settings_file.is_file():
             stored = yaml.safe_load(self._settings_file.read_text()) or {}
-            version = stored.get("format_version", 0) if isinstance(stored, dict) else 0
-            if not isinstance(version, int) or version > TABLE_FORMAT:
-                raise ValueError(
-                    f"{self._settings_file} has format_version {version!r}, newer than this mi_analysis reads "
-                    f"({TABLE_FORMAT}): upgrade mi_analysis, or write to another table (--out PATH / out=)"
-                )
+            check_format_version(stored.get("format_version") if isinstance(stored, dict) else None, TABLE_FORMAT,
+                                 str(self._settings_file))
             stored = current_settings(stored, str(self._settings_file))
             if header is not None and stored != self.settings:
                 differences = [

@@ -1,48 +1,57 @@
-"""Build a LocalNet from the package's CIFAR ResNets."""
+"""Build a LocalNet from the package's CIFAR ResNets: build_model(ModelConfig, data settings)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from mi_analysis._util.checks import int_at_least
 
+from .config import ModelConfig
 from .local import LocalNet
 from .resnet import blocks_per_stage, resnet_units
-from .splits import PAPER_TABLE, check_num_modules, check_split, paper_unit_cuts
+from .splits import PAPER_TABLE, check_num_modules, paper_unit_cuts
 
 
-def build(arch: str, num_modules: int, context: str = "R0", *, local_loss: str = "cross_entropy",
-          aux_head: str = "1c2f", num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-          split: str = "equal", reconstruct: bool = False, aux_widen: float = 1,
-          aux_feature_dim: int = 128, lambdas: Sequence[float] | None = None,
-          input_mean=None, input_std=None, recompute_context: bool = False,
-          dataset: str = "cifar10") -> LocalNet:
-    """A CIFAR ResNet cut into `num_modules` modules (1 = end-to-end), as a LocalNet.
+def build_model(config: ModelConfig, *, num_classes: int, in_channels: int, image_size: int,
+                input_mean=None, input_std=None, dataset: str = "cifar10") -> LocalNet:
+    """The CIFAR ResNet `config.arch` cut into `config.num_modules` modules (1 = end-to-end).
 
-    arch: one of available_archs(). context: one of CONTEXT_MODES (R0 = plain greedy local
-    learning). local_loss: "cross_entropy" or "contrast" (SupCon) for the local heads.
-    aux_head: one of AUX_HEADS. split: "equal" or "balanced"; the paper's cut tables are used
-    where they exist, else the rule documented in models/splits.py. reconstruct: add
-    InfoPro's decoder to each local loss, weighted by `lambdas` = (lambda_x1, lambda_y1,
-    lambda_x2, lambda_y2) (default: the paper's values for (arch, K, dataset), else
-    heads.DEFAULT_LAMBDAS); input_mean/input_std (per channel) undo the input normalisation
-    for the decoder's target. recompute_context: recompute context encoders in backward
-    (less memory, same gradients). dataset: a hint that picks the paper tables (balanced
-    cuts and lambdas differ for STL-10 and SVHN); it loads nothing.
+    The data set fixes the rest: num_classes, in_channels and image_size (square images, a
+    multiple of 4: two stride-2 stages); input_mean/input_std (per channel) undo the input
+    normalisation for the decoders' target (reconstruct=True). dataset: a hint that picks the
+    paper tables (balanced cuts and lambdas differ for STL-10 and SVHN); it loads nothing.
+    Cuts: the paper's tables where they exist, else the rule documented in models/splits.py.
     """
-    per_stage = blocks_per_stage(arch)
-    check_split(split)
-    for name, value, minimum in (("num_classes", num_classes, 2), ("in_channels", in_channels, 1),
-                                 ("image_size", image_size, 8)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+    in_channels = int_at_least(in_channels, "in_channels", 1)
+    image_size = int_at_least(image_size, "image_size", 8)
     if image_size % 4:
         raise ValueError(f"image_size must be divisible by 4 (two stride-2 stages), got {image_size}")
-    check_num_modules(num_modules, 3 * per_stage + 1)
-    units, classifier = resnet_units(arch, in_channels=in_channels, num_classes=num_classes)
-    table = paper_unit_cuts(arch, num_modules, split, per_stage, dataset) if num_modules > 1 else None
-    return LocalNet(units, num_modules if table is None else table, classifier,
+    c = config
+    per_stage = blocks_per_stage(c.arch)
+    check_num_modules(c.num_modules, 3 * per_stage + 1)  # units: the stem and 3 stages of blocks
+    units, classifier = resnet_units(c.arch, in_channels=in_channels,
+                                     num_classes=int_at_least(num_classes, "num_classes", 2))
+    table = (paper_unit_cuts(c.arch, c.num_modules, c.split, per_stage, dataset)
+             if c.num_modules > 1 else None)
+    return LocalNet(units, c.num_modules if table is None else table, classifier,
                     input_shape=(in_channels, image_size, image_size), num_classes=num_classes,
-                    context=context, local_loss=local_loss, aux_head=aux_head,
-                    reconstruct=reconstruct, aux_widen=aux_widen, aux_feature_dim=aux_feature_dim,
-                    lambdas=lambdas, input_mean=input_mean, input_std=input_std,
-                    recompute_context=recompute_context, split=split, dataset=dataset, arch=arch,
+                    context=c.context, local_loss=c.local_loss, aux_head=c.aux_head,
+                    reconstruct=c.reconstruct, aux_widen=c.aux_widen, aux_feature_dim=c.aux_feature_dim,
+                    lambdas=c.lambdas, input_mean=input_mean, input_std=input_std,
+                    recompute_context=c.recompute_context, split=c.split, dataset=dataset, arch=c.arch,
                     split_rule=PAPER_TABLE if table is not None else None)
+
+
+def build(arch: str, num_modules: int, context: str = ModelConfig.context, *, num_classes: int = 10,
+          in_channels: int = 3, image_size: int = 32, input_mean=None, input_std=None,
+          dataset: str = "cifar10", **options) -> LocalNet:
+    """build_model(ModelConfig(arch, num_modules, context, **options), ...) in one call; the data
+    settings default to CIFAR-10's (10 classes, 3 x 32 x 32).
+
+    arch: one of available_archs(). context: one of CONTEXT_MODES. options: the other
+    ModelConfig fields (local_loss, aux_head, split, reconstruct, aux_widen, aux_feature_dim,
+    lambdas, recompute_context), with ModelConfig's defaults.
+    """
+    config = ModelConfig(arch=arch, num_modules=num_modules, context=context, **options)
+    return build_model(config, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                       input_mean=input_mean, input_std=input_std, dataset=dataset)

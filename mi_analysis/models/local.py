@@ -25,9 +25,12 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from .losses import LOCAL_LOSSES, cross_entropy, supervised_contrastive
+from mi_analysis._util.checks import int_at_least, is_iterable, is_number
+
+from .losses import cross_entropy, supervised_contrastive
 
 from . import heads, splits
+from .config import check_options, run_mode
 from .context import ContextSupply
 from .resnet import init_conv_bn_
 from .taps import Tap
@@ -56,11 +59,13 @@ class LocalNet(nn.Module):
             raise TypeError(f"head must be an nn.Module mapping the last unit's output to logits, "
                             f"got {type(head).__name__}")
         input_shape = _check_shape(input_shape)
-        num_classes = _check_int("num_classes", num_classes, 2)
-        aux_feature_dim = _check_int("aux_feature_dim", aux_feature_dim, 1)
-        _check_options(local_loss=local_loss, aux_head=aux_head, reconstruct=reconstruct,
-                       recompute_context=recompute_context, aux_widen=aux_widen, split=split,
-                       dataset=dataset, input_mean=input_mean, input_std=input_std)
+        num_classes = int_at_least(num_classes, "num_classes", 2)
+        # the options a ModelConfig holds, checked by its fields' checks
+        options = check_options(local_loss=local_loss, aux_head=aux_head, reconstruct=reconstruct,
+                                recompute_context=recompute_context, aux_widen=aux_widen, split=split,
+                                aux_feature_dim=aux_feature_dim, lambdas=lambdas)
+        aux_feature_dim, lambdas = options["aux_feature_dim"], options["lambdas"]
+        _check_data_settings(dataset=dataset, input_mean=input_mean, input_std=input_std)
         shapes = _unit_output_shapes(names, unit_list, head, input_shape, num_classes)
         if isinstance(cuts, numbers.Integral) and not isinstance(cuts, bool):
             cuts, split_rule = splits.rule_cuts([math.prod(s) for s in shapes], int(cuts), split)
@@ -242,6 +247,11 @@ class LocalNet(nn.Module):
 
     # ---------------------------------------------------------------- inspection
     @property
+    def mode(self) -> str:
+        """run_mode of this net: "E2E" (one module), else its context mode ("R0", "E", ...)."""
+        return run_mode(self.num_modules, self._options["context"])
+
+    @property
     def taps(self) -> tuple[str, ...]:
         """Names of the places where activations can be read, in forward order."""
         return tuple(self._taps)
@@ -358,46 +368,14 @@ def _check_shape(input_shape) -> tuple[int, ...]:
     return shape
 
 
-def _check_options(*, local_loss, aux_head, reconstruct, recompute_context, aux_widen, split,
-                   dataset, input_mean, input_std) -> None:
-    _check_choice("local_loss", local_loss, LOCAL_LOSSES)
-    _check_choice("aux_head", aux_head, heads.AUX_HEADS)
-    _check_bool("reconstruct", reconstruct)
-    _check_bool("recompute_context", recompute_context)
-    _check_positive("aux_widen", aux_widen)
-    splits.check_split(split)
+def _check_data_settings(*, dataset, input_mean, input_std) -> None:
+    """The settings that come from the data set (not ModelConfig options)."""
     if not isinstance(dataset, str):
         raise TypeError(f"dataset must be a str (a hint for the paper tables), got {dataset!r}")
     for name, value in (("input_mean", input_mean), ("input_std", input_std)):
-        if not (value is None or _is_number(value)
-                or (_is_iterable(value) and all(_is_number(v) for v in value))):
+        if not (value is None or is_number(value)
+                or (is_iterable(value) and all(is_number(v) for v in value))):
             raise ValueError(f"{name} must be None, a number or per-channel numbers, got {value!r}")
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _is_number(value) -> bool:
-    """A real number (numpy scalars included), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_positive(name: str, value) -> None:
-    if not _is_number(value) or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-
-
-def _check_choice(name: str, value, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is unknown; expected one of {tuple(valid)}")
 
 
 def _check_cuts(cuts, num_units: int) -> tuple[int, ...]:
@@ -413,16 +391,12 @@ def _check_cuts(cuts, num_units: int) -> tuple[int, ...]:
 
 
 def _resolve_lambdas(reconstruct, lambdas, arch, num_modules, dataset):
-    """(lambda endpoints, where they came from); endpoints only matter with reconstruct."""
-    if lambdas is not None:
-        values = tuple(lambdas) if _is_iterable(lambdas) else ()
-        if len(values) != 4 or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in values):
-            raise ValueError(f"lambdas must be 4 non-negative numbers (lambda_x1, lambda_y1, "
-                             f"lambda_x2, lambda_y2), got {lambdas!r}")
+    """(lambda endpoints, where they came from); endpoints only matter with reconstruct.
+    lambdas: None or 4 floats, as ModelConfig's check leaves them."""
     if not reconstruct:
         return None, "none (no decoder)"
     if lambdas is not None:
-        return tuple(float(v) for v in lambdas), "user"
+        return lambdas, "user"
     row = heads.paper_lambdas(arch, num_modules, dataset)
     return (row, "paper table") if row is not None else (heads.DEFAULT_LAMBDAS, "default")
 
@@ -431,8 +405,8 @@ def _image_stats(mean, std, channels: int) -> tuple[Tensor, Tensor]:
     """Per-channel mean and std as (C, 1, 1) tensors; default 0 and 1 (x already in [0, 1])."""
     def per_channel(name, value, default, positive):
         values = [default] * channels if value is None else (
-            [value] * channels if _is_number(value) else list(value))
-        if len(values) != channels or not all(_is_number(v) and math.isfinite(v)
+            [value] * channels if is_number(value) else list(value))
+        if len(values) != channels or not all(is_number(v) and math.isfinite(v)
                                               and (v > 0 or not positive) for v in values):
             raise ValueError(f"{name} must be a number or {channels} per-channel numbers"
                              f"{' > 0' if positive else ''}, got {value!r}")
@@ -444,15 +418,7 @@ def _plain(value):
     """Numbers and sequences of numbers (numpy included) as Python floats and lists, for YAML."""
     if value is None or isinstance(value, (bool, str)):
         return value
-    return float(value) if _is_number(value) else [float(v) for v in value]
-
-
-def _is_iterable(value) -> bool:
-    try:
-        iter(value)
-    except TypeError:
-        return False
-    return not isinstance(value, (str, bytes))
+    return float(value) if is_number(value) else [float(v) for v in value]
 
 
 @contextlib.contextmanager

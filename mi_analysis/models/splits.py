@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from mi_analysis._util.checks import int_at_least, one_of
+
 SPLITS = ("equal", "balanced")
 
 PAPER_TABLE = "paper table"
@@ -90,16 +92,14 @@ def stage_block(index: int, blocks_per_stage: int) -> tuple[int, int]:
 
 
 def check_num_modules(num_modules: int, num_units: int) -> None:
-    if isinstance(num_modules, bool) or not isinstance(num_modules, int) or num_modules < 1:
-        raise ValueError(f"num_modules must be an int >= 1, got {num_modules!r}")
+    int_at_least(num_modules, "num_modules", 1)
     if num_modules > num_units:
         raise ValueError(f"num_modules={num_modules} exceeds the number of units ({num_units}); "
                          f"each module needs at least one unit")
 
 
 def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is unknown; expected one of {SPLITS}")
+    one_of(split, "split", SPLITS)
 
 
 def equal_cuts(num_units: int, num_modules: int) -> tuple[int, ...]:

@@ -9,11 +9,20 @@ from typing import Any
 import torch
 
 from mi_analysis._util.files import atomic_write
-from mi_analysis._util.version import __version__
+from mi_analysis._util.version import __version__, check_format_version
+from mi_analysis.training.config import RUN_FORMAT_VERSION
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+    """Write `state` (model, optimizer, epoch, config, metrics, rng) with the run format version."""
+    atomic_write(path, lambda f: torch.save({**state, "format_version": RUN_FORMAT_VERSION}, f), mode="wb")
+
+
+def load_checkpoint(path: Path, map_location: Any) -> dict[str, Any]:
+    """A checkpoint's state, refused when its format version is newer than this code reads."""
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    check_format_version(state.get("format_version"), RUN_FORMAT_VERSION, f"checkpoint {path}")
+    return state
 
 
 def code_version() -> str:

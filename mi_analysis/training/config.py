@@ -3,6 +3,11 @@
 A run is fully described by a `RunConfig` (model + data + training); the resolved config is
 written to every run directory as `config.yaml` and read back on `--resume`. Unknown keys are
 errors, so a typo never silently falls back to a default.
+
+Run folders carry a format version: config.yaml's top-level `format_version` (beside the
+sections) and every checkpoint's "format_version" entry. Version 1 is the layout of config.yaml,
+checkpoints/{last,epoch_NNN}.pt (state_dict keys of models.LocalNet), metrics.csv, final.json and
+version.txt; folders written before versions were recorded have none and read as version 1.
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ from typing import Any
 import yaml
 
 from mi_analysis._util.config import flatten, from_dict, to_plain
+from mi_analysis._util.version import check_format_version
 from mi_analysis.data.config import DataConfig
 from mi_analysis.models.config import ModelConfig
+
+
+RUN_FORMAT_VERSION = 1  # the run folder layout this code writes and reads (see above)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +77,17 @@ class RunConfig:
         return from_dict(cls, data, "config")
 
     def to_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        data = {"format_version": RUN_FORMAT_VERSION, **self.to_dict()}
+        Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
+        """The config in a YAML file: a run's config.yaml or a hand-written one (its format_version,
+        when present, must be one this code reads; every other key must be a field)."""
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+        check_format_version(data.pop("format_version", None), RUN_FORMAT_VERSION, f"config file {path}")
         return cls.from_dict(data)
 
     def override(self, assignments: dict[str, Any]) -> "RunConfig":

@@ -20,7 +20,7 @@ from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in Jupyter and wa
 from mi_analysis.training.config import RunConfig
 from mi_analysis.data import TensorLoader, dataset_info, load_splits
 from mi_analysis.profiling.memory import SavedTensorMeter
-from mi_analysis.models import LocalNet, build
+from mi_analysis.models import LocalNet, builder
 from mi_analysis._util import files
 from mi_analysis._util.device import resolve_device
 from mi_analysis.training import checkpoints
@@ -42,15 +42,10 @@ def learning_rate(config: RunConfig, epoch: int) -> float:
 
 
 def build_model(config: RunConfig, info: Any, image_size: int) -> LocalNet:
-    m = config.model
-    return build(
-        m.arch, m.num_modules, m.context,
-        local_loss=m.local_loss, aux_head=m.aux_head, num_classes=info.num_classes,
-        in_channels=info.in_channels, image_size=image_size, split=m.split,
-        reconstruct=m.reconstruct, aux_widen=m.aux_widen, aux_feature_dim=m.aux_feature_dim,
-        lambdas=m.lambdas, input_mean=info.mean, input_std=info.std,
-        recompute_context=m.recompute_context, dataset=info.name,
-    )
+    """The run's model: its ModelConfig plus what the data set fixes (classes, channels, size, statistics)."""
+    return builder.build_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels,
+                               image_size=image_size, input_mean=info.mean, input_std=info.std,
+                               dataset=info.name)
 
 
 def new_run_dir(config: RunConfig) -> Path:
@@ -138,7 +133,7 @@ class Trainer:
             raise ValueError(f"resume: the flags differ from the config of {run_dir}: {diff}")
         trainer = cls(saved, run_dir, **options)
         if checkpoint_path.is_file():
-            state = torch.load(checkpoint_path, map_location=trainer.device, weights_only=False)
+            state = checkpoints.load_checkpoint(checkpoint_path, trainer.device)
             trainer.model.load_state_dict(state["model"])
             trainer.optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"]["torch"])
@@ -280,7 +275,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu")
     if not path.is_file():
         available = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
         raise FileNotFoundError(f"no checkpoint {name} in {run_dir}; available: {available or 'none'}")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = checkpoints.load_checkpoint(path, device)
     config = RunConfig.from_dict(state["config"])
     info = dataset_info(config.data.dataset, image_size=config.data.image_size)
     model = build_model(config, info, info.image_size).to(device)

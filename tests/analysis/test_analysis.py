@@ -192,7 +192,7 @@ def test_a_table_of_a_newer_format_is_refused(run_dir, full_table, tmp_path):
     shutil.copy(path, table)
     text = settings_path(path).read_text().replace("format_version: 1", "format_version: 99")
     settings_path(table).write_text(text)
-    with pytest.raises(ValueError, match="format_version 99, newer than this mi_analysis reads .*upgrade"):
+    with pytest.raises(ValueError, match="format_version 99, but mi_analysis .* up to 1: upgrade mi_analysis"):
         analyze_run(run_dir, FAST, out=table)
 
 

@@ -1,6 +1,7 @@
 import pytest
+import yaml
 
-from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mi_analysis.training.config import RUN_FORMAT_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
 from mi_analysis.training.recipes import EXPERIMENTS, experiment, recipe
 
 
@@ -77,3 +78,35 @@ def test_quick_scale_shrinks_data_and_epochs():
     assert all(c.train.epochs == 2 and c.data.train_subset == 512 and c.data.dataset == "synthetic" for c in quick)
     with pytest.raises(ValueError, match="experiment must be one of"):
         experiment("table9")
+
+
+def test_model_errors_name_the_field_also_from_yaml():
+    with pytest.raises(ValueError, match=r"^aux_head='9c9f' is unknown; expected one of"):
+        RunConfig.from_dict({"model": {"aux_head": "9c9f"}})
+    with pytest.raises(ValueError, match=r"^config.model.num_modules must be an integer, got 'four'$"):
+        RunConfig.from_dict({"model": {"num_modules": "four"}})
+
+
+def test_config_yaml_carries_the_run_format_version(tmp_path):
+    path = tmp_path / "c.yaml"
+    RunConfig().to_yaml(path)
+    assert yaml.safe_load(path.read_text())["format_version"] == RUN_FORMAT_VERSION == 1
+    assert path.read_text().startswith("format_version: 1\n")
+
+
+def test_config_yaml_without_a_version_reads_and_a_newer_one_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    config = RunConfig(model=ModelConfig(num_modules=4, context="E"))
+    data = config.to_dict()
+    path.write_text(yaml.safe_dump(data))
+    assert RunConfig.from_yaml(path) == config
+    path.write_text(yaml.safe_dump({"format_version": 2, **data}))
+    with pytest.raises(ValueError, match=rf"^config file {path} has format_version 2, but mi_analysis .* reads "
+                                         r"format versions up to 1: upgrade mi_analysis to read it$"):
+        RunConfig.from_yaml(path)
+    path.write_text(yaml.safe_dump({"format_version": "1", **data}))
+    with pytest.raises(ValueError, match=r"format_version must be a positive int, got '1'"):
+        RunConfig.from_yaml(path)
+    path.write_text(yaml.safe_dump({"format_version": 1, "modle": {}}))
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['modle'\] in config"):
+        RunConfig.from_yaml(path)

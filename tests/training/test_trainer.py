@@ -3,7 +3,9 @@ import math
 
 import pytest
 import torch
+import yaml
 
+from mi_analysis.analysis import AnalysisConfig, analyze_run
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mi_analysis.training import Trainer, learning_rate, load_run, train
 
@@ -128,3 +130,52 @@ def test_cuda_training_with_gpu_flags_records_cuda_memory(tmp_path, flags):
     assert 0.0 <= summary["final_test_acc"] <= 1.0
     model, _ = load_run(trainer.run_dir, device="cuda")
     assert next(model.parameters()).is_cuda
+
+
+def _write_without_format_version(run_dir):
+    """Make `run_dir` look as run folders did before format versions: no version in config.yaml
+    or in the checkpoints (the rest of the layout is unchanged)."""
+    config_path = run_dir / "config.yaml"
+    data = yaml.safe_load(config_path.read_text())
+    assert data.pop("format_version") == 1
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        state = torch.load(path, weights_only=False)
+        assert state.pop("format_version") == 1
+        torch.save(state, path)
+
+
+def test_run_folder_written_before_format_versions_loads_resumes_and_analyses(tmp_path):
+    config = tiny_config(tmp_path).override({"train.epochs": 1})
+    run_dir = train(config)
+    _write_without_format_version(run_dir)
+    model, loaded = load_run(run_dir)
+    assert loaded == config and model.mode == "E"
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert list(state["model"]) == list(model.state_dict())
+
+    data = yaml.safe_load((run_dir / "config.yaml").read_text())
+    data["train"]["epochs"] = 2
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(data))
+    trainer = Trainer.resume(run_dir)
+    assert trainer.start_epoch == 1
+    assert trainer.run()["epochs"] == 2
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["format_version"] == 1
+
+    settings = AnalysisConfig(quantities=("y",), y_estimators=("probe_linear",), x_estimators=(),
+                              probe_size=32, fit_size=32)
+    rows = analyze_run(run_dir, settings)
+    assert {(row["mode"], row["K"], row["epoch"]) for row in rows} == {("E", 3, 2)}
+
+
+def test_run_folder_of_a_newer_format_is_refused_with_what_to_do(tmp_path):
+    run_dir = train(tiny_config(tmp_path).override({"train.epochs": 1}))
+    path = run_dir / "checkpoints" / "last.pt"
+    torch.save({**torch.load(path, weights_only=False), "format_version": 2}, path)
+    with pytest.raises(ValueError, match=rf"^checkpoint {path} has format_version 2, .* reads format "
+                                         r"versions up to 1: upgrade mi_analysis to read it$"):
+        load_run(run_dir)
+    data = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**data, "format_version": 2}))
+    with pytest.raises(ValueError, match=r"config.yaml has format_version 2, .*upgrade mi_analysis"):
+        Trainer.resume(run_dir)
