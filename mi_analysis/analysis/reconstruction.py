@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mi_analysis._util.fitting import fit_with_early_stopping
 from mi_analysis.estimators import MIResult
 from mi_analysis.estimators.uncertainty import subsample_result
 
@@ -102,29 +103,24 @@ def _ridge_gcv(z: Tensor, x: Tensor) -> Tensor:
 
 
 def _fit_mlp(z: Tensor, x: Tensor, z_val: Tensor, x_val: Tensor, gen: torch.Generator, seed: int) -> nn.Module:
-    """One-hidden-layer ReLU MLP trained with Adam on the MSE; the epoch of lowest validation MSE is kept."""
+    """One-hidden-layer ReLU MLP trained with Adam on the MSE; the epoch of lowest validation MSE is kept
+    (the untrained net included, see fit_with_early_stopping)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = nn.Sequential(nn.Linear(z.shape[1], MLP_HIDDEN), nn.ReLU(), nn.Linear(MLP_HIDDEN, x.shape[1]))
     net = net.to(z.device)
     opt = torch.optim.Adam(net.parameters(), lr=MLP_LR)
-    best, best_epoch, best_state = math.inf, -1, None
-    for epoch in range(MLP_MAX_EPOCHS):
-        net.train()
+
+    def train_epoch() -> None:
         for idx in torch.randperm(len(z), generator=gen).to(z.device).split(MLP_BATCH):
             loss = F.mse_loss(net(z[idx]), x[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        net.eval()
-        with torch.no_grad():
-            error = float(F.mse_loss(net(z_val), x_val))
-        if error < best:
-            best, best_epoch = error, epoch
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        elif epoch - best_epoch >= MLP_PATIENCE:
-            break
-    net.load_state_dict(best_state)
+
+    fit_with_early_stopping(
+        net, train_epoch, lambda: F.mse_loss(net(z_val), x_val), max_epochs=MLP_MAX_EPOCHS, patience=MLP_PATIENCE
+    )
     return net.eval().requires_grad_(False)
 
 

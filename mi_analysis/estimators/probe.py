@@ -42,6 +42,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mi_analysis._util.fitting import fit_with_early_stopping
+
 from .interface import MIResult
 from .registry import register
 from .uncertainty import bootstrap
@@ -133,27 +135,18 @@ def _fit_mlp(
     with the lowest CE on (xv, yv), and that CE."""
     model = _ResidualMLP(linear, hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    with torch.no_grad():
-        best_ce = float(F.cross_entropy(model(xv), yv))
-    best_epoch, best_state = 0, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    for epoch in range(1, max_epochs + 1):
-        model.train()
+
+    def train_epoch() -> None:
         for idx in torch.randperm(len(x), generator=gen).to(x.device).split(batch_size):
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        model.eval()
-        with torch.no_grad():
-            ce = float(F.cross_entropy(model(xv), yv))
-        if ce < best_ce:
-            best_ce, best_epoch = ce, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch - best_epoch >= patience:
-            break
-    model.load_state_dict(best_state)
-    model.eval()
-    return model, best_ce
+
+    fit = fit_with_early_stopping(
+        model, train_epoch, lambda: F.cross_entropy(model(xv), yv), max_epochs=max_epochs, patience=patience
+    )
+    return model, fit.best_loss
 
 
 def _select_and_fit(
