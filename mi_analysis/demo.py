@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from mi_analysis.analysis import AnalysisConfig, analyze_run
 from mi_analysis.analysis.figures import make_figures
+from mi_analysis.estimators.uncertainty import Z_95
 from mi_analysis.training import Trainer, load_run
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
 from mi_analysis.training.recipes import recipe
@@ -31,7 +32,6 @@ from mi_analysis._util.files import write_text
 
 DEMO_MODES = ("E2E", "R0", "E", "R1E")
 CONTSUP_MODES = ("E", "R1E")
-Z95 = 1.959964  # two-sided 95% normal quantile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _value(rows: Sequence[dict[str, Any]], mode: str, point: str, quantity: str,
 
 def _se(row: dict[str, Any]) -> float:
     """Standard error from a row's 95% CI (assumes a symmetric, normal interval)."""
-    return (float(row["ci_high"]) - float(row["ci_low"])) / (2 * Z95)
+    return (float(row["ci_high"]) - float(row["ci_low"])) / (2 * Z_95)
 
 
 def _fmt(row: dict | None) -> str:
@@ -129,7 +129,7 @@ def _difference(a: dict | None, b: dict | None) -> str:
     if a is None or b is None:
         return "-"
     d = float(a["value"]) - float(b["value"])
-    half = Z95 * math.hypot(_se(a), _se(b))
+    half = Z_95 * math.hypot(_se(a), _se(b))
     return f"{d:+.3f} ± {half:.3f}"
 
 

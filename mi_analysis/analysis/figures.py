@@ -16,9 +16,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from mi_analysis._util.files import read_csv
 from mi_analysis.analysis import plots
 
 from .runs import collect_runs
+from .settings import QUANTITIES
 from .table import MI_COLUMNS, row_key
 
 # The estimator shown in the side-by-side figure, first one present wins.
@@ -45,7 +47,7 @@ def read_inputs(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], lis
         else:
             raise FileNotFoundError(f"plot input {item} does not exist; pass run folders or mi.csv files")
         for table in tables:
-            rows.update((row_key(row), row) for row in plots.read_table(table))
+            rows.update((row_key(row), row) for row in read_csv(table))
     return list(rows.values()), list(summaries.values())
 
 
@@ -73,7 +75,7 @@ def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path
             figure = plots.plot_information_along_depth(mi_rows, quantity, estimator)
             save(figure, f"depth_{SLUGS.get(quantity, quantity)}_{estimator}")
     chosen = {q: _preferred(q, estimators[q]) for q in estimators}
-    if set(chosen) == set(plots.QUANTITIES):
+    if set(chosen) == set(QUANTITIES):
         x_est, y_est = chosen["I(h;x)"], chosen["I(h;y)"]
         save(plots.plot_information_panel(mi_rows, x_estimator=x_est, y_estimator=y_est), "information_depth")
         for mode, k in _several_epochs(mi_rows):
