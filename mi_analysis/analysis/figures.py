@@ -19,15 +19,11 @@ from typing import Any, Sequence
 from mi_analysis._util.files import read_csv
 from mi_analysis.analysis import plots
 
+from .measure import preference_rank
 from .runs import collect_runs
 from .settings import QUANTITIES
 from .table import MI_COLUMNS, row_key
 
-# The estimator shown in the side-by-side figure, first one present wins.
-PREFERRED = {
-    "I(h;x)": ("reconstruction_gaussian", "kde_upper", "infonce", "reconstruction_mse"),
-    "I(h;y)": ("probe_linear", "probe_mlp", "mixed_knn"),
-}
 SLUGS = {"I(h;x)": "Ihx", "I(h;y)": "Ihy"}
 
 
@@ -90,7 +86,9 @@ def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path
 
 
 def _preferred(quantity: str, present: set[str]) -> str:
-    return next((e for e in PREFERRED.get(quantity, ()) if e in present), min(present))
+    """The estimator shown in the side-by-side figures: the best ranked present (registry entries and
+    reconstruction rows declare their rank per quantity), else the first name."""
+    return min(present, key=lambda estimator: (preference_rank(quantity, estimator), estimator))
 
 
 def _several_epochs(rows: list[dict[str, str]]) -> list[tuple[str, int]]:

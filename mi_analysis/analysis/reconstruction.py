@@ -31,8 +31,9 @@ probe set, not the randomness of the fitted decoder.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +47,30 @@ RIDGE_GRID = tuple(10.0 ** e for e in range(-6, 1))  # ridge penalty relative to
 INNER_VAL_FRACTION = 0.2  # mlp decoder: early stopping split
 MAX_TERM = 0.5 * math.log(1e6)  # nats per input dimension
 MLP_HIDDEN, MLP_LR, MLP_BATCH, MLP_MAX_EPOCHS, MLP_PATIENCE = 512, 1e-3, 128, 100, 5
+
+
+@dataclasses.dataclass(frozen=True)
+class RowSpec:
+    """What a reconstruction row is, in the terms of an estimator's registry entry (EstimatorSpec):
+    kind, one-line summary, per-sample terms, rank per quantity when figures pick one estimator."""
+
+    kind: str
+    summary: str
+    per_sample: bool
+    preference: Mapping[str, int]
+
+
+# The rows the method "reconstruction" writes, in table order.
+ROW_SPECS = {
+    "reconstruction_gaussian": RowSpec(
+        "proxy", "a proxy: the Gaussian-channel information implied by how well a decoder reconstructs x from h "
+        "(I(h;x) of a deterministic network is infinite in theory)", True, {"I(h;x)": 0},
+    ),
+    "reconstruction_mse": RowSpec(
+        "non_shannon", "not in nats: InfoPro's held-out reconstruction error (mean squared error per input "
+        "dimension; lower means h keeps more of x)", True, {"I(h;x)": 3},
+    ),
+}  # fmt: skip
 
 
 def fit_decoder(z: Tensor, x: Tensor, kind: str = "linear", *, seed: int = 0) -> Callable[[Tensor], Tensor]:

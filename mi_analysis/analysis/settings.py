@@ -10,14 +10,18 @@ Two kinds of fields:
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
 from mi_analysis._util.config import from_dict, to_plain
 from mi_analysis.estimators import available, get
+from mi_analysis.estimators.registry import analysis_settings
+
+from .reconstruction import ROW_SPECS
 
 QUANTITIES = ("I(h;x)", "I(h;y)")
 QUANTITY_ALIASES = {"x": "I(h;x)", "y": "I(h;y)", "I(h;x)": "I(h;x)", "I(h;y)": "I(h;y)"}
@@ -25,8 +29,17 @@ POINT_SETS = ("boundaries", "all")
 DECODERS = ("linear", "mlp")
 # An I(h;x) method of this package, not of the estimator registry: it yields two rows.
 RECONSTRUCTION = "reconstruction"
-RECONSTRUCTION_ROWS = ("reconstruction_gaussian", "reconstruction_mse")
+RECONSTRUCTION_ROWS = tuple(ROW_SPECS)
 SELECTION_FIELDS = frozenset({"points", "quantities", "y_estimators", "x_estimators", "device", "batch_size"})
+# Keys of releases before estimator_params (AnalysisConfig keywords and analysis.yaml keys) -> (group, name).
+LEGACY_KEYS = {
+    "probe_folds": ("probe", "folds"),
+    "probe_weight_decays": ("probe", "weight_decays"),
+    "knn_k": ("knn", "k"),
+    "kde_sigma": ("kde", "sigma"),
+    "infonce_batch_size": ("critic", "batch_size"),
+    "infonce_epochs": ("critic", "max_epochs"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,15 +64,14 @@ class AnalysisConfig:
       seed: draws of the probe and fitting sets, estimator seeds.
       pool: adaptive average pooling of the spatial dims to pool x pool, in the capture hooks.
       pca_dim: PCA of the pooled h (fitted on the fitting set) to at most this many dims.
-      probe_folds, probe_weight_decays: cross-fitting folds and L2 grid of the probe classifier
-          (L2 per sample-mean cross-entropy on standardised h; every choice gives a valid bound, a
-          grid such as (1e-2, 1e-3, 1e-4) tightens it a little at about 2.5 times the cost).
-      knn_k: neighbours of the k-NN estimators.
-      kde_sigma: noise std of the KDE bounds per dimension, relative to the RMS distance of a
-          reduced h from its mean, sqrt(sum_j var_j) (so the bound does not change when a layer is
-          rescaled, and the noise is comparable to the distances between samples in any dimension).
-      infonce_batch_size, infonce_epochs: critic batch (the bound is capped at its log) and epochs.
-      x_pca_dim: PCA dims of the input for the critic-based I(h;x) bounds.
+      estimator_params: {group: {name: value}}, the settings the registered estimators declare
+          (EstimatorSpec.analysis_params; their defaults, meaning and scaling are declared there,
+          see estimators.registry.analysis_settings()), e.g. {"probe": {"folds": 3},
+          "knn": {"k": 3}, "kde": {"sigma": 0.5}, "critic": {"batch_size": 128}}. Groups and names
+          left out keep their defaults. The flat keys of earlier releases (LEGACY_KEYS: knn_k,
+          kde_sigma, probe_folds, ...) still work, as keywords and in analysis.yaml, with a
+          DeprecationWarning.
+      x_pca_dim: PCA dims of the input for the estimators that pair h with the reduced input.
       decoder: "linear" (ridge, closed form) or "mlp" (one hidden layer) from the pooled h to
           the un-normalised input.
     """
@@ -75,12 +87,7 @@ class AnalysisConfig:
     seed: int = 0
     pool: int = 4
     pca_dim: int = 64
-    probe_folds: int = 3
-    probe_weight_decays: tuple[float, ...] = (1e-3,)
-    knn_k: int = 3
-    kde_sigma: float = 0.5
-    infonce_batch_size: int = 128
-    infonce_epochs: int = 30
+    estimator_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     x_pca_dim: int = 64
     decoder: str = "linear"
 
@@ -94,26 +101,32 @@ class AnalysisConfig:
         object.__setattr__(self, "quantities", quantities)
         _check_methods("y_estimators", self.y_estimators, ("labels", "any"), ())
         _check_methods("x_estimators", self.x_estimators, ("continuous", "any"), (RECONSTRUCTION,))
-        for name in ("batch_size", "pool", "pca_dim", "probe_folds", "knn_k", "infonce_batch_size",
-                     "infonce_epochs", "x_pca_dim"):
+        object.__setattr__(self, "estimator_params", _resolve_params(self.estimator_params))
+        for name in ("batch_size", "pool", "pca_dim", "x_pca_dim"):
             _positive_int(name, getattr(self, name))
         for name in ("probe_size", "fit_size"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
-        if self.probe_folds < 2:
-            raise ValueError(f"probe_folds must be >= 2 (each part is held out once), got {self.probe_folds}")
-        if not self.probe_weight_decays or not all(_number(w) and w > 0 for w in self.probe_weight_decays):
-            raise ValueError(f"probe_weight_decays must be positive numbers, got {self.probe_weight_decays!r}")
-        if not (_number(self.kde_sigma) and 0 < self.kde_sigma < math.inf):
-            raise ValueError(f"kde_sigma must be a positive number, got {self.kde_sigma!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a str such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
+    def __getattr__(self, name: str) -> Any:  # only for names that are not fields
+        if name in LEGACY_KEYS:
+            group, key = LEGACY_KEYS[name]
+            warnings.warn(f"AnalysisConfig.{name} is deprecated: use estimator_params[{group!r}][{key!r}]",
+                          DeprecationWarning, stacklevel=2)
+            return self.estimator_params[group][key]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def replace(self, **changes: Any) -> AnalysisConfig:
+        """A copy with `changes`; estimator_params given here are merged into the current ones."""
+        changes = _fold_legacy(changes)
+        if "estimator_params" in changes:
+            changes["estimator_params"] = _merge(self.estimator_params, changes["estimator_params"])
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +134,11 @@ class AnalysisConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalysisConfig:
-        return from_dict(cls, data, "analysis config")
+        if not isinstance(data, dict):
+            return from_dict(cls, data, "analysis config")  # the error for a non-mapping
+        data = _fold_legacy(dict(data))
+        params = data.pop("estimator_params", {})
+        return from_dict(cls, data, "analysis config").replace(estimator_params=params)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AnalysisConfig:
@@ -156,5 +173,55 @@ def _positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _resolve_params(given: Any) -> dict[str, dict[str, Any]]:
+    """Every declared estimator setting: the given value (checked by its AnalysisParam) or its default."""
+    declared = analysis_settings()
+    if not isinstance(given, Mapping) or not all(isinstance(v, Mapping) for v in given.values()):
+        raise ValueError(f"estimator_params must map groups to {{name: value}} mappings, got {given!r}")
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ValueError(f"estimator_params has unknown group(s) {unknown}; valid: {sorted(declared)}")
+    for group, values in given.items():
+        extra = sorted(set(values) - set(declared[group]))
+        if extra:
+            raise ValueError(f"estimator_params[{group!r}] has unknown name(s) {extra}; valid: {sorted(declared[group])}")
+    try:
+        return {
+            group: {name: param.check(given.get(group, {}).get(name, param.default)) for name, param in params.items()}
+            for group, params in declared.items()
+        }  # fmt: skip
+    except ValueError as err:  # "knn.k must be ..." -> "estimator_params.knn.k must be ..."
+        raise ValueError(f"estimator_params.{err}") from None
+
+
+def _merge(base: Mapping[str, Mapping[str, Any]], changes: Any) -> Any:
+    if not isinstance(changes, Mapping) or not all(isinstance(v, Mapping) for v in changes.values()):
+        return changes  # _resolve_params names the error
+    return {**base, **{group: {**base.get(group, {}), **values} for group, values in changes.items()}}
+
+
+def _fold_legacy(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with the flat keys of earlier releases moved into estimator_params (DeprecationWarning)."""
+    legacy = [key for key in values if key in LEGACY_KEYS]
+    if not legacy:
+        return values
+    moves = ", ".join(f"{key} -> estimator_params.{'.'.join(LEGACY_KEYS[key])}" for key in legacy)
+    warnings.warn(f"AnalysisConfig keys {legacy} are deprecated ({moves})", DeprecationWarning, stacklevel=3)
+    values = dict(values)
+    params = {group: dict(v) for group, v in values.pop("estimator_params", {}).items()}
+    for key in legacy:
+        group, name = LEGACY_KEYS[key]
+        params.setdefault(group, {})[name] = values.pop(key)
+    return {**values, "estimator_params": params}
+
+
+# Keywords of earlier releases (AnalysisConfig(knn_k=5)) keep working: the generated __init__ gets them folded.
+_dataclass_init = AnalysisConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self: AnalysisConfig, *args: Any, **kwargs: Any) -> None:
+    _dataclass_init(self, *args, **_fold_legacy(kwargs))
+
+
+AnalysisConfig.__init__ = _init  # type: ignore[method-assign]

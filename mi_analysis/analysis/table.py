@@ -77,7 +77,7 @@ class MiTable:
                 "so new rows cannot be added to it: write to another table (--out PATH / out=)"
             )
         if self._settings_file.is_file():
-            stored = yaml.safe_load(self._settings_file.read_text()) or {}
+            stored = _current_form(yaml.safe_load(self._settings_file.read_text()) or {})
             if header is not None and stored != self.settings:
                 differences = [
                     f"{key}: {stored.get(key)!r} in the table, {self.settings.get(key)!r} now"
@@ -115,6 +115,15 @@ class MiTable:
             writer.writerow([format_value(row[column]) for column in MI_COLUMNS])
         atomic_write(self.path, lambda f: f.write(old + buffer.getvalue().encode()), mode="wb")
         self._keys.update(keys)
+
+
+def _current_form(stored: dict[str, Any]) -> dict[str, Any]:
+    """Stored settings as this version writes them (a file of an earlier release has flat estimator keys
+    such as knn_k, and lacks settings added since, at their defaults); as stored when they do not parse."""
+    try:
+        return AnalysisConfig.from_dict(stored).settings()
+    except (ValueError, TypeError):
+        return stored
 
 
 def _settings_text(settings: dict[str, Any]) -> str:

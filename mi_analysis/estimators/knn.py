@@ -20,7 +20,10 @@ from typing import Sequence
 
 import torch
 
+from .interface import AnalysisParam
 from .validation import check_neighbors, jitter, standardize
+
+KNN_K = AnalysisParam("knn", "k", "k", 3, "neighbours of the k-NN estimators (ksg, ksg2, mixed_knn)")
 
 PRECISIONS = {"float32": (torch.float32, 24), "float64": (torch.float64, 53)}  # dtype, mantissa bits
 

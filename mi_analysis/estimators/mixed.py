@@ -17,7 +17,7 @@ import torch
 from scipy.special import digamma
 
 from .interface import MIResult
-from .knn import count_below, exclude_self, max_norm_tile, neighbor_counts, prepare_points, smallest_k, tile_rows
+from .knn import KNN_K, count_below, exclude_self, max_norm_tile, neighbor_counts, prepare_points, smallest_k, tile_rows
 from .registry import register
 from .uncertainty import subsample_result
 
@@ -70,6 +70,10 @@ def ross_value(px: torch.Tensor, labels: torch.Tensor, ks: Sequence[int], tile_e
         "same class, counts over all samples, max-norm, exact neighbours. Biased low in high dimension and near "
         "the ceiling H(y). stderr/CI by disjoint subsampling."
     ),
+    summary="an estimate (Ross's mixed k-NN for class labels; biased low in high dimension)",
+    per_sample=True,
+    analysis_params=(KNN_K,),
+    preference={"I(h;y)": 2},
 )
 def mixed_knn(
     x: torch.Tensor,

@@ -43,13 +43,16 @@ from torch.nn import functional as F
 
 from mi_analysis._util.fitting import fit_with_early_stopping
 
-from .interface import MIResult
+from .interface import AnalysisParam, MIResult
 from .registry import register
 from .uncertainty import bootstrap
 
 CRITICS: tuple[str, ...] = ("separable", "concat")
 BOUNDS: tuple[str, ...] = ("infonce", "nwj", "mine", "smile")
 CEILING_WARNING_FRACTION = 0.9  # warn when InfoNCE >= 90% of log(batch_size)
+CRITIC_BATCH_SIZE = AnalysisParam("critic", "batch_size", "batch_size", 128,
+                                  "critic batch (InfoNCE is capped at its log)")
+CRITIC_MAX_EPOCHS = AnalysisParam("critic", "max_epochs", "max_epochs", 30, "critic training epochs (early stopped)")
 
 
 def _mlp(d_in: int, hidden: int, layers: int, d_out: int) -> nn.Sequential:
@@ -294,7 +297,7 @@ def fit_variational(
     return MIResult(value=value, stderr=stderr, ci=ci, kind=kind, method=bound, params=params, n=n, notes=notes)
 
 
-def _register(bound: str, kind: str, description: str) -> None:
+def _register(bound: str, kind: str, description: str, summary: str, preference: dict[str, int] | None = None) -> None:
     """Register fit_variational(..., bound=bound) under `bound`, with its keyword signature (so that
     estimate() can reject unknown parameters and list the accepted ones)."""
 
@@ -309,23 +312,31 @@ def _register(bound: str, kind: str, description: str) -> None:
         " Critic 'separable' or 'concat'; trained on a training split, epoch chosen on a validation split, "
         "value on a held-out split; CI by bootstrap over held-out samples."
     )
-    register(bound, kind=kind, y_type="any", description=description + common)(fn)
+    register(
+        bound, kind=kind, y_type="any", description=description + common, summary=summary,
+        analysis_params=(CRITIC_BATCH_SIZE, CRITIC_MAX_EPOCHS), preference=preference,
+    )(fn)  # fmt: skip
 
 
 _register(
     "infonce",
     "lower_bound",
     "InfoNCE lower bound; never above log(batch_size), warns near that ceiling.",
+    "a lower bound from a trained critic (InfoNCE), capped at log(batch size)",
+    {"I(h;x)": 2},
 )
-_register("nwj", "lower_bound", "NWJ lower bound E_p[T] - E_q[exp(T-1)]; high variance at large MI.")
+_register("nwj", "lower_bound", "NWJ lower bound E_p[T] - E_q[exp(T-1)]; high variance at large MI.",
+          "a lower bound from a trained critic (NWJ); high variance at large MI")
 _register(
     "mine",
     "lower_bound",
     "MINE: Donsker-Varadhan lower bound trained with the moving-average gradient correction (ema_rate).",
+    "a lower bound from a trained critic (MINE, Donsker-Varadhan)",
 )
 _register(
     "smile",
     "estimate",
     "SMILE: Donsker-Varadhan with exp(T) clipped to [e^-tau, e^tau] (tau=5), critic trained with the "
     "Jensen-Shannon objective; biased either way, NOT a bound.",
+    "an estimate from a trained critic (SMILE, clipped Donsker-Varadhan), not a bound",
 )
