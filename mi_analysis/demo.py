@@ -182,7 +182,9 @@ def _summary_estimators(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]
     return [
         (quantity, estimator)
         for quantity in SUMMARY_QUANTITIES
-        for estimator in sorted((e for q, e in present if q == quantity), key=lambda e: (preference_rank(quantity, e), e))
+        for estimator in sorted(
+            (e for q, e in present if q == quantity), key=lambda e: (preference_rank(quantity, e), e)
+        )
     ]  # fmt: skip
 
 

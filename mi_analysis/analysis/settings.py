@@ -184,7 +184,8 @@ def _resolve_params(given: Any) -> dict[str, dict[str, Any]]:
     for group, values in given.items():
         extra = sorted(set(values) - set(declared[group]))
         if extra:
-            raise ValueError(f"estimator_params[{group!r}] has unknown name(s) {extra}; valid: {sorted(declared[group])}")
+            valid = sorted(declared[group])
+            raise ValueError(f"estimator_params[{group!r}] has unknown name(s) {extra}; valid: {valid}")
     try:
         return {
             group: {name: param.check(given.get(group, {}).get(name, param.default)) for name, param in params.items()}

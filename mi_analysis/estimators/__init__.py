@@ -6,7 +6,8 @@
 
 Every method says what its number is (`MIResult.kind`: estimate, lower_bound, upper_bound, proxy,
 non_shannon) and how sure it is (stderr and a 95% CI). `available()` lists the method names;
-`get(name).description` says what each one measures.
+`get(name).description` says what each one measures, `get(name).summary` the same in one line; the
+entry also declares what a per-layer analysis needs (EstimatorSpec, AnalysisParam).
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ _DESCRIPTION = (
 
 @register("kde_upper", kind="upper_bound", y_type="any",
           description=_DESCRIPTION.format(side="upper", pair="KL for H(T), Bhattacharyya for H(T|Y); capped at H(Y)"),
-          summary="an upper bound for h + Gaussian noise (Kolchinsky-Tracey), capped at H(y) (log N for the sample index)",
+          summary="an upper bound for h + Gaussian noise (Kolchinsky-Tracey), capped at H(y) (log N: sample index)",
           per_sample=True, analysis_params=(KDE_SIGMA,), x_pairing="sample_index", preference={"I(h;x)": 1})
 def kde_upper(x: torch.Tensor, y: torch.Tensor, *, sigma: float = 0.1, tile_elements: int | None = None,
               num_subsets: int = 10, seed: int = 0) -> MIResult:
