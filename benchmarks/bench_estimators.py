@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from mi_analysis.estimators import available, estimate, get
+from mi_analysis.estimators.uncertainty import Z_95
 
 CSV_COLUMNS = ("task", "dim_x", "dim_y", "true_mi", "method", "kind", "estimate", "ci_low", "ci_high", "abs_error", "seconds")
 NEURAL = ("infonce", "nwj", "mine", "smile")
@@ -132,7 +133,7 @@ def sklearn_probe(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, t
     model = LogisticRegression(max_iter=1000).fit(x[train], y[train])
     log_q = model.predict_log_proba(x[test])[np.arange(len(test)), np.searchsorted(model.classes_, y[test])]
     terms = h_y + log_q
-    half = 1.96 * terms.std(ddof=1) / math.sqrt(len(terms))
+    half = Z_95 * terms.std(ddof=1) / math.sqrt(len(terms))
     return float(terms.mean()), (float(terms.mean() - half), float(terms.mean() + half))
 
 

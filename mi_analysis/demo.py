@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 from mi_analysis.analysis import AnalysisConfig, analyze_run
 from mi_analysis.analysis.figures import make_figures
+from mi_analysis.analysis.measure import preference_rank, row_spec
+from mi_analysis.estimators.uncertainty import Z_95
 from mi_analysis.models import E2E
 from mi_analysis.training import Trainer, load_run
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
@@ -32,7 +34,7 @@ from mi_analysis._util.files import write_text
 
 DEMO_MODES = (E2E, "R0", "E", "R1E")
 CONTSUP_MODES = ("E", "R1E")
-Z95 = 1.959964  # two-sided 95% normal quantile
+SUMMARY_QUANTITIES = ("I(h;y)", "I(h;x)")  # the summary's order: what is kept about the labels first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +118,7 @@ def _value(rows: Sequence[dict[str, Any]], mode: str, point: str, quantity: str,
 
 def _se(row: dict[str, Any]) -> float:
     """Standard error from a row's 95% CI (assumes a symmetric, normal interval)."""
-    return (float(row["ci_high"]) - float(row["ci_low"])) / (2 * Z95)
+    return (float(row["ci_high"]) - float(row["ci_low"])) / (2 * Z_95)
 
 
 def _fmt(row: dict | None) -> str:
@@ -130,7 +132,7 @@ def _difference(a: dict | None, b: dict | None) -> str:
     if a is None or b is None:
         return "-"
     d = float(a["value"]) - float(b["value"])
-    half = Z95 * math.hypot(_se(a), _se(b))
+    half = Z_95 * math.hypot(_se(a), _se(b))
     return f"{d:+.3f} ± {half:.3f}"
 
 
@@ -174,6 +176,19 @@ def _kind(rows: Sequence[dict[str, Any]], estimator: str) -> str:
     return next((str(r["kind"]) for r in rows if r["estimator"] == estimator), "?")
 
 
+def _summary_estimators(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(quantity, estimator) of the summary's tables: every estimator in the rows whose values are in
+    nats (kind not non_shannon), by quantity, in figure preference order."""
+    present = {(str(r["quantity"]), str(r["estimator"])) for r in rows if r["kind"] != "non_shannon"}
+    return [
+        (quantity, estimator)
+        for quantity in SUMMARY_QUANTITIES
+        for estimator in sorted(
+            (e for q, e in present if q == quantity), key=lambda e: (preference_rank(quantity, e), e)
+        )
+    ]  # fmt: skip
+
+
 def render_summary(settings: DemoSettings, summaries: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]],
                    boundaries: Sequence[str], timings: dict[str, float], figures: Sequence[Path]) -> str:
     s = settings
@@ -189,15 +204,9 @@ def render_summary(settings: DemoSettings, summaries: dict[str, dict[str, Any]],
         "",
         accuracy_table(summaries),
     ]
-    for quantity, estimator, why in (
-        ("I(h;y)", "probe_linear", "a lower bound: H(y) minus the held-out cross-entropy of a linear probe"),
-        ("I(h;y)", "mixed_knn", "an estimate (Ross's mixed k-NN on pooled, PCA-reduced h; biased low in high dimension)"),
-        ("I(h;x)", "reconstruction_gaussian", "a proxy: the Gaussian-channel information implied by how well "
-         "a decoder reconstructs x from h (I(h;x) of a deterministic network is infinite in theory)"),
-        ("I(h;x)", "kde_upper", "an upper bound for h + Gaussian noise (Kolchinsky-Tracey), capped at log N"),
-    ):
-        if not any(r["estimator"] == estimator for r in rows):
-            continue
+    for quantity, estimator in _summary_estimators(rows):
+        spec = row_spec(estimator)
+        why = spec.summary if spec is not None else "not described by this version of mi_analysis"
         parts += ["", f"## {quantity}, {estimator} ({_kind(rows, estimator)})", "", f"Kind: {why}.", "",
                   boundary_table(rows, boundaries, quantity, estimator)]
     parts += ["", "## Wall time (seconds)", "", "| stage | s |", "| --- | --- |"]

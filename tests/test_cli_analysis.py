@@ -46,7 +46,7 @@ def test_analyze_writes_each_runs_table_and_settings(analysed):
         if points:
             assert {r["point"] for r in rows} == points and {r["mode"] for r in rows} == {"E2E"}
         settings = yaml.safe_load((run / "analysis.yaml").read_text())
-        assert settings["probe_weight_decays"] == [0.1] and "points" not in settings
+        assert settings["estimator_params"]["probe"]["weight_decays"] == [0.1] and "points" not in settings
     gll_rows = read_table(gll / "mi.csv")
     assert {r["epoch"] for r in gll_rows} == {"1", "2"} and {r["mode"] for r in gll_rows} == {"R0"}
     assert "m1.in" in {r["point"] for r in gll_rows}

@@ -47,6 +47,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts of strings (keys from the header line)."""
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))

@@ -16,17 +16,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from mi_analysis._util.files import read_csv
 from mi_analysis.analysis import plots
 from mi_analysis.models.config import run_mode
 
+from .measure import preference_rank
 from .runs import collect_runs
+from .settings import QUANTITIES
 from .table import MI_COLUMNS, row_key
 
-# The estimator shown in the side-by-side figure, first one present wins.
-PREFERRED = {
-    "I(h;x)": ("reconstruction_gaussian", "kde_upper", "infonce", "reconstruction_mse"),
-    "I(h;y)": ("probe_linear", "probe_mlp", "mixed_knn"),
-}
 SLUGS = {"I(h;x)": "Ihx", "I(h;y)": "Ihy"}
 
 
@@ -46,7 +44,7 @@ def read_inputs(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], lis
         else:
             raise FileNotFoundError(f"plot input {item} does not exist; pass run folders or mi.csv files")
         for table in tables:
-            rows.update((row_key(row), row) for row in plots.read_table(table))
+            rows.update((row_key(row), row) for row in read_csv(table))
     return list(rows.values()), list(summaries.values())
 
 
@@ -74,7 +72,7 @@ def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path
             figure = plots.plot_information_along_depth(mi_rows, quantity, estimator)
             save(figure, f"depth_{SLUGS.get(quantity, quantity)}_{estimator}")
     chosen = {q: _preferred(q, estimators[q]) for q in estimators}
-    if set(chosen) == set(plots.QUANTITIES):
+    if set(chosen) == set(QUANTITIES):
         x_est, y_est = chosen["I(h;x)"], chosen["I(h;y)"]
         save(plots.plot_information_panel(mi_rows, x_estimator=x_est, y_estimator=y_est), "information_depth")
         for mode, k in _several_epochs(mi_rows):
@@ -89,7 +87,9 @@ def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path
 
 
 def _preferred(quantity: str, present: set[str]) -> str:
-    return next((e for e in PREFERRED.get(quantity, ()) if e in present), min(present))
+    """The estimator shown in the side-by-side figures: the best ranked present (registry entries and
+    reconstruction rows declare their rank per quantity), else the first name."""
+    return min(present, key=lambda estimator: (preference_rank(quantity, estimator), estimator))
 
 
 def _several_epochs(rows: list[dict[str, str]]) -> list[tuple[str, int]]:

@@ -11,11 +11,14 @@ row claims to be "the" I(h; x):
   held-out reconstruction error (not in nats);
 - kde_upper / kde_lower: rigorous bounds on I(T; X) for the NOISY representation
   T = reduced h + N(0, sigma^2 I), X the sample drawn uniformly from the held-out set; capped at
-  log N; sigma = config.kde_sigma x the RMS distance of a reduced h from its mean;
+  log N; sigma = estimator_params kde.sigma x the RMS distance of a reduced h from its mean;
 - infonce (nwj, mine): lower bounds on I(reduced h; reduced x) from a trained critic, InfoNCE
   capped at log(batch size).
 For I(h; y): probe_* are lower bounds H(y) - held-out cross-entropy (<= H(y)); mixed_knn is an
 estimate, biased low in high dimension.
+
+Which y a registry method gets, which of its keywords the config sets and how they scale, come
+from its registry entry (EstimatorSpec): the code here names no registry method.
 """
 
 from __future__ import annotations
@@ -27,12 +30,10 @@ import torch
 from torch import Tensor
 
 from mi_analysis.capture import PCA
-from mi_analysis.estimators import MIResult, estimate
+from mi_analysis.estimators import EstimatorSpec, MIResult, available, estimate, get
 
-from .reconstruction import reconstruction_results
+from .reconstruction import ROW_SPECS, RowSpec, reconstruction_results
 from .settings import RECONSTRUCTION, AnalysisConfig
-
-KDE_METHODS = ("kde_upper", "kde_lower")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,19 +91,19 @@ def measure_point(
             out += [(quantity, name, result) for name, result in results.items()]
         elif quantity == "I(h;y)":
             out.append((quantity, method, _estimate(reduced, inputs.labels, method, config)))
-        elif method in KDE_METHODS:
+        elif uses_reduced_x(method):
+            out.append((quantity, method, _estimate(reduced, inputs.reduced_x, method, config)))
+        else:
             # each held-out sample its own group: I(h + noise; X) with X the sample index, <= log N
             index = torch.arange(len(reduced), device=reduced.device)
             out.append((quantity, method, _estimate(reduced, index, method, config)))
-        else:
-            out.append((quantity, method, _estimate(reduced, inputs.reduced_x, method, config)))
     return out
 
 
 def uses_reduced_x(method: str) -> bool:
-    """Whether an I(h;x) method pairs h with the PCA-reduced input (critics, k-NN) rather than with
-    the decoder target (reconstruction) or the sample index (KDE)."""
-    return method != RECONSTRUCTION and method not in KDE_METHODS
+    """Whether an I(h;x) method pairs h with the PCA-reduced input (its registry entry's x_pairing),
+    rather than with the decoder target (reconstruction) or the sample index (KDE)."""
+    return method != RECONSTRUCTION and get(method).x_pairing == "reduced_input"
 
 
 def _estimate(h: Tensor, y: Tensor, method: str, config: AnalysisConfig) -> MIResult:
@@ -110,17 +111,23 @@ def _estimate(h: Tensor, y: Tensor, method: str, config: AnalysisConfig) -> MIRe
 
 
 def method_params(method: str, h: Tensor, config: AnalysisConfig) -> dict:
-    """The keyword arguments the config sets for a registry method (its defaults otherwise)."""
-    if method.startswith("probe_"):
-        params = {"folds": config.probe_folds}
-        if method == "probe_linear":
-            params["weight_decays"] = config.probe_weight_decays
-        return params
-    if method in ("mixed_knn", "ksg", "ksg2"):
-        return {"k": config.knn_k}
-    if method in KDE_METHODS:
-        spread = math.sqrt(float(h.double().var(0).sum()))  # RMS distance of a sample from the mean
-        return {"sigma": config.kde_sigma * spread if spread > 0 else config.kde_sigma}
-    if method in ("infonce", "nwj", "mine", "smile"):
-        return {"batch_size": config.infonce_batch_size, "max_epochs": config.infonce_epochs}
-    return {}
+    """The keyword arguments the config sets for a registry method, as its entry declares them
+    (analysis_params, scaled to h where the entry says so); its defaults for every other keyword."""
+    return {
+        param.keyword: param.keyword_value(config.estimator_params[param.group][param.name], h)
+        for param in get(method).analysis_params
+    }
+
+
+def row_spec(estimator: str) -> RowSpec | EstimatorSpec | None:
+    """What a table row's estimator is (kind, summary, per_sample, preference): a reconstruction row
+    or a registry entry; None for a name neither knows (e.g. registered by another program)."""
+    if estimator in ROW_SPECS:
+        return ROW_SPECS[estimator]
+    return get(estimator) if estimator in available() else None
+
+
+def preference_rank(quantity: str, estimator: str) -> float:
+    """The rank of an estimator's rows when one is picked per quantity (lower first; inf: unranked)."""
+    spec = row_spec(estimator)
+    return spec.preference.get(quantity, math.inf) if spec is not None else math.inf

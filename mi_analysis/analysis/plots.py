@@ -12,7 +12,6 @@ Artists carry a gid so that notebooks and tests can find them: "curve:<mode>:K<K
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections import defaultdict
@@ -28,7 +27,11 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from mi_analysis._util.files import read_csv
 from mi_analysis.models.config import run_mode
+
+from .settings import QUANTITIES
+from .table import MI_COLUMNS
 
 __all__ = [
     "QUANTITIES",
@@ -45,11 +48,8 @@ __all__ = [
     "save_figure",
 ]
 
-QUANTITIES = ("I(h;x)", "I(h;y)")
-MI_COLUMNS = (
-    "run", "mode", "K", "epoch", "point", "depth", "module",
-    "quantity", "estimator", "kind", "value", "ci_low", "ci_high",
-)  # fmt: skip
+# The mi.csv columns the figures draw from; rows without seed and n (e.g. built by hand) plot too.
+PLOTTED_COLUMNS = tuple(column for column in MI_COLUMNS if column not in ("seed", "n"))
 
 # One colour per mode in every figure; the order is the legend order.
 MODE_COLORS = {
@@ -77,10 +77,7 @@ LEGEND_SIZE = 9
 # ---------------------------------------------------------------- tables
 
 
-def read_table(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of a CSV file as dicts of strings."""
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+read_table = read_csv  # the rows of a CSV file as dicts of strings
 
 
 def _rows(table: Any, name: str, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -162,7 +159,7 @@ def _k_suffix(k: int, several: bool) -> str:
 
 
 def _mi_rows(mi_rows: Any) -> list[dict[str, Any]]:
-    rows = _rows(mi_rows, "mi_rows", MI_COLUMNS)
+    rows = _rows(mi_rows, "mi_rows", PLOTTED_COLUMNS)
     name = "mi_rows"
     return [
         {

@@ -31,13 +31,15 @@ held-out set, not the randomness of the fitted decoder.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mi_analysis._util.fitting import fit_with_early_stopping
 from mi_analysis.estimators import MIResult
 from mi_analysis.estimators.uncertainty import subsample_result
 
@@ -45,6 +47,30 @@ RIDGE_GRID = tuple(10.0 ** e for e in range(-6, 1))  # ridge penalty relative to
 INNER_VAL_FRACTION = 0.2  # mlp decoder: early stopping split
 MAX_TERM = 0.5 * math.log(1e6)  # nats per input dimension
 MLP_HIDDEN, MLP_LR, MLP_BATCH, MLP_MAX_EPOCHS, MLP_PATIENCE = 512, 1e-3, 128, 100, 5
+
+
+@dataclasses.dataclass(frozen=True)
+class RowSpec:
+    """What a reconstruction row is, in the terms of an estimator's registry entry (EstimatorSpec):
+    kind, one-line summary, per-sample terms, rank per quantity when figures pick one estimator."""
+
+    kind: str
+    summary: str
+    per_sample: bool
+    preference: Mapping[str, int]
+
+
+# The rows the method "reconstruction" writes, in table order.
+ROW_SPECS = {
+    "reconstruction_gaussian": RowSpec(
+        "proxy", "a proxy: the Gaussian-channel information implied by how well a decoder reconstructs x from h "
+        "(I(h;x) of a deterministic network is infinite in theory)", True, {"I(h;x)": 0},
+    ),
+    "reconstruction_mse": RowSpec(
+        "non_shannon", "not in nats: InfoPro's held-out reconstruction error (mean squared error per input "
+        "dimension; lower means h keeps more of x)", True, {"I(h;x)": 3},
+    ),
+}  # fmt: skip
 
 
 def fit_decoder(z: Tensor, x: Tensor, kind: str = "linear", *, seed: int = 0) -> Callable[[Tensor], Tensor]:
@@ -102,29 +128,24 @@ def _ridge_gcv(z: Tensor, x: Tensor) -> Tensor:
 
 
 def _fit_mlp(z: Tensor, x: Tensor, z_val: Tensor, x_val: Tensor, gen: torch.Generator, seed: int) -> nn.Module:
-    """One-hidden-layer ReLU MLP trained with Adam on the MSE; the epoch of lowest validation MSE is kept."""
+    """One-hidden-layer ReLU MLP trained with Adam on the MSE; the epoch of lowest validation MSE is kept
+    (the untrained net included, see fit_with_early_stopping)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = nn.Sequential(nn.Linear(z.shape[1], MLP_HIDDEN), nn.ReLU(), nn.Linear(MLP_HIDDEN, x.shape[1]))
     net = net.to(z.device)
     opt = torch.optim.Adam(net.parameters(), lr=MLP_LR)
-    best, best_epoch, best_state = math.inf, -1, None
-    for epoch in range(MLP_MAX_EPOCHS):
-        net.train()
+
+    def train_epoch() -> None:
         for idx in torch.randperm(len(z), generator=gen).to(z.device).split(MLP_BATCH):
             loss = F.mse_loss(net(z[idx]), x[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        net.eval()
-        with torch.no_grad():
-            error = float(F.mse_loss(net(z_val), x_val))
-        if error < best:
-            best, best_epoch = error, epoch
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        elif epoch - best_epoch >= MLP_PATIENCE:
-            break
-    net.load_state_dict(best_state)
+
+    fit_with_early_stopping(
+        net, train_epoch, lambda: F.mse_loss(net(z_val), x_val), max_epochs=MLP_MAX_EPOCHS, patience=MLP_PATIENCE
+    )
     return net.eval().requires_grad_(False)
 
 

@@ -20,7 +20,7 @@ import yaml
 from mi_analysis._util.files import atomic_write, read_csv
 from mi_analysis._util.version import check_format_version
 
-from .settings import AnalysisConfig, current_settings
+from .settings import AnalysisConfig
 
 MI_COLUMNS = (
     "run", "mode", "K", "seed", "epoch", "point", "depth", "module",
@@ -84,7 +84,7 @@ class MiTable:
             stored = yaml.safe_load(self._settings_file.read_text()) or {}
             check_format_version(stored.get("format_version") if isinstance(stored, dict) else None, TABLE_FORMAT,
                                  str(self._settings_file))
-            stored = current_settings(stored, str(self._settings_file))
+            stored = _current_form(stored)
             if header is not None and stored != self.settings:
                 differences = [
                     f"{key}: {stored.get(key)!r} in the table, {self.settings.get(key)!r} now"
@@ -122,6 +122,15 @@ class MiTable:
             writer.writerow([format_value(row[column]) for column in MI_COLUMNS])
         atomic_write(self.path, lambda f: f.write(old + buffer.getvalue().encode()), mode="wb")
         self._keys.update(keys)
+
+
+def _current_form(stored: dict[str, Any]) -> dict[str, Any]:
+    """Stored settings as this version writes them (a file of an earlier release has flat estimator keys
+    such as knn_k, and lacks settings added since, at their defaults); as stored when they do not parse."""
+    try:
+        return AnalysisConfig.from_dict(stored).settings()
+    except (ValueError, TypeError):
+        return stored
 
 
 def _settings_text(settings: dict[str, Any]) -> str:

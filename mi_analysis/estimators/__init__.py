@@ -6,7 +6,8 @@
 
 Every method says what its number is (`MIResult.kind`: estimate, lower_bound, upper_bound, proxy,
 non_shannon) and how sure it is (stderr and a 95% CI). `available()` lists the method names;
-`get(name).description` says what each one measures.
+`get(name).description` says what each one measures, `get(name).summary` the same in one line; the
+entry also declares what a per-layer analysis needs (EstimatorSpec, AnalysisParam).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import inspect
 from typing import Any
 
-from .interface import KINDS, EstimatorSpec, MIResult
+from .interface import KINDS, AnalysisParam, EstimatorSpec, MIResult
 from .registry import available, get, register
 from .uncertainty import permutation_pvalue
 from .validation import as_labels, as_samples, check_same_n, is_labels
@@ -23,7 +24,7 @@ from .validation import as_labels, as_samples, check_same_n, is_labels
 # Importing the family modules registers their estimators.
 from . import auto, binning, gaussian, kde, ksg, mixed, neural, probe, renyi  # noqa: F401
 
-__all__ = ["estimate", "available", "get", "register", "MIResult", "EstimatorSpec", "KINDS"]
+__all__ = ["estimate", "available", "get", "register", "MIResult", "EstimatorSpec", "AnalysisParam", "KINDS"]
 
 
 def _accepted_params(spec: EstimatorSpec) -> tuple[set[str], bool]:

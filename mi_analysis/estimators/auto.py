@@ -151,6 +151,7 @@ def _auto_continuous(x: torch.Tensor, y: torch.Tensor, seed: int, tolerance: flo
         "normal scores, the Gaussian-copula closed form when KSG cannot tell the data from a Gaussian surrogate "
         "with the same correlation, else KSG minus its bias on that surrogate (kind estimate)."
     ),
+    summary="a method picked from the data: a probe lower bound for labels, a bias-corrected estimate otherwise",
 )
 def auto(x: torch.Tensor, y: torch.Tensor, *, tolerance: float = 0.05, seed: int = 0) -> MIResult:
     """tolerance: nats by which KSG on the data may differ from KSG on the Gaussian surrogate and

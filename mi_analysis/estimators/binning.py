@@ -60,6 +60,7 @@ def plugin_mi(a: torch.Tensor, b: torch.Tensor) -> float:
         "sample index) or binned with bin_y=True. A proxy: the value is set by the bin width (fine bins give log n, "
         "one bin 0), and the plug-in is biased up by about (#cells)/(2n). stderr/CI by disjoint subsampling."
     ),
+    summary="a proxy: plug-in MI of binned activations (information-plane binning; set by the bin width)",
 )
 def binning(
     x: torch.Tensor,

@@ -64,6 +64,7 @@ def gaussian_value(x: torch.Tensor, y: torch.Tensor, shrinkage: str | float) -> 
         "correlations, Ledoit-Wolf shrinkage of the correlation matrix. Exact for jointly Gaussian data; otherwise "
         "it measures linear dependence only and is not a bound either way. stderr/CI by disjoint subsampling."
     ),
+    summary="an estimate: the MI of a Gaussian with the same covariance (linear dependence only)",
 )
 def gaussian(
     x: torch.Tensor, y: torch.Tensor, *, shrinkage: str | float = "ledoit_wolf", num_subsets: int = 10, seed: int = 0

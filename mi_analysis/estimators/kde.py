@@ -27,7 +27,7 @@ import math
 import torch
 
 from .binning import plugin_entropy
-from .interface import MIResult
+from .interface import AnalysisParam, MIResult
 from .knn import tile_rows
 from .registry import register
 from .uncertainty import subsample_result
@@ -86,6 +86,12 @@ def _kde(x: torch.Tensor, y: torch.Tensor, *, bound: str, sigma: float, tile_ele
                             num_subsets=num_subsets)
 
 
+KDE_SIGMA = AnalysisParam(
+    "kde", "sigma", "sigma", 0.5, "noise std per dimension, relative to the RMS distance of h from its mean",
+    value_type="number", scale="rms_spread",
+)  # relative: the bound does not change when a layer is rescaled, and the noise is comparable to the
+# distances between samples in any dimension
+
 _DESCRIPTION = (
     "Kolchinsky-Tracey pairwise-distance {side} bound on I(T;Y) for the noisy model T = x + N(0, sigma^2 I) with x "
     "drawn uniformly from the samples ({pair}). y labels: label-conditional I(T;Y); continuous y: groups of identical "
@@ -95,7 +101,9 @@ _DESCRIPTION = (
 
 
 @register("kde_upper", kind="upper_bound", y_type="any",
-          description=_DESCRIPTION.format(side="upper", pair="KL for H(T), Bhattacharyya for H(T|Y); capped at H(Y)"))
+          description=_DESCRIPTION.format(side="upper", pair="KL for H(T), Bhattacharyya for H(T|Y); capped at H(Y)"),
+          summary="an upper bound for h + Gaussian noise (Kolchinsky-Tracey), capped at H(y) (log N: sample index)",
+          per_sample=True, analysis_params=(KDE_SIGMA,), x_pairing="sample_index", preference={"I(h;x)": 1})
 def kde_upper(x: torch.Tensor, y: torch.Tensor, *, sigma: float = 0.1, tile_elements: int | None = None,
               num_subsets: int = 10, seed: int = 0) -> MIResult:
     """sigma: std of the added Gaussian noise, in the units of x (a modelling choice, state it)."""
@@ -103,7 +111,9 @@ def kde_upper(x: torch.Tensor, y: torch.Tensor, *, sigma: float = 0.1, tile_elem
 
 
 @register("kde_lower", kind="lower_bound", y_type="any",
-          description=_DESCRIPTION.format(side="lower", pair="Bhattacharyya for H(T), KL for H(T|Y); clipped at 0"))
+          description=_DESCRIPTION.format(side="lower", pair="Bhattacharyya for H(T), KL for H(T|Y); clipped at 0"),
+          summary="a lower bound for h + Gaussian noise (Kolchinsky-Tracey), clipped at 0",
+          per_sample=True, analysis_params=(KDE_SIGMA,), x_pairing="sample_index")
 def kde_lower(x: torch.Tensor, y: torch.Tensor, *, sigma: float = 0.1, tile_elements: int | None = None,
               num_subsets: int = 10, seed: int = 0) -> MIResult:
     """sigma: std of the added Gaussian noise, in the units of x (a modelling choice, state it)."""

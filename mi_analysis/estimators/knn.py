@@ -23,7 +23,10 @@ from typing import Sequence
 
 import torch
 
+from .interface import AnalysisParam
 from .validation import check_neighbors, jitter, standardize
+
+KNN_K = AnalysisParam("knn", "k", "k", 3, "neighbours of the k-NN estimators (ksg, ksg2, mixed_knn)")
 
 PRECISIONS = {"float32": (torch.float32, 24), "float64": (torch.float64, 53)}  # dtype, mantissa bits
 FLOAT32_RANGE = 8.0  # |value| below which the float32 grid step is <= 2^-19 (rounding <= 2^-20 std)

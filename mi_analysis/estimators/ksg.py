@@ -30,7 +30,7 @@ from scipy.special import digamma
 
 from .interface import MIResult
 from .diagnostics import caution, check_no_mixed_columns, ceiling_note, constant_note, knn_dimension_note, tie_notes, with_notes
-from .knn import (count_below, exclude_self, knn_min_subset_size, max_norm_tile, neighbor_counts, precision_notes,
+from .knn import (KNN_K, count_below, exclude_self, knn_min_subset_size, max_norm_tile, neighbor_counts, precision_notes,
                   prepare_points, smallest_k, tile_rows)
 from .registry import register
 from .uncertainty import subsample_result
@@ -153,7 +153,9 @@ _DESCRIPTION = (
 )
 
 
-@register("ksg", kind="estimate", y_type="continuous", description=_DESCRIPTION.format(alg=1))
+@register("ksg", kind="estimate", y_type="continuous", description=_DESCRIPTION.format(alg=1),
+          summary="an estimate (Kraskov-Stoegbauer-Grassberger k-NN, algorithm 1; biased low in high dimension)",
+          per_sample=True, analysis_params=(KNN_K,))
 def ksg(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -183,7 +185,9 @@ def ksg(
                 tile_elements=tile_elements, num_subsets=num_subsets, seed=seed)
 
 
-@register("ksg2", kind="estimate", y_type="continuous", description=_DESCRIPTION.format(alg=2))
+@register("ksg2", kind="estimate", y_type="continuous", description=_DESCRIPTION.format(alg=2),
+          summary="an estimate (Kraskov-Stoegbauer-Grassberger k-NN, algorithm 2; biased low in high dimension)",
+          per_sample=True, analysis_params=(KNN_K,))
 def ksg2(
     x: torch.Tensor,
     y: torch.Tensor,

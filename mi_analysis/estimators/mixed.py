@@ -23,7 +23,7 @@ from scipy.special import digamma
 
 from .interface import MIResult
 from .diagnostics import caution, constant_note, knn_dimension_note, tie_notes
-from .knn import (count_below, exclude_self, knn_min_subset_size, max_norm_tile, neighbor_counts, precision_notes,
+from .knn import (KNN_K, count_below, exclude_self, knn_min_subset_size, max_norm_tile, neighbor_counts, precision_notes,
                   prepare_points, smallest_k, tile_rows)
 from .registry import register
 from .uncertainty import subsample_result
@@ -81,6 +81,10 @@ def ross_value(px: torch.Tensor, labels: torch.Tensor, ks: Sequence[int], tile_e
         "independent of y. Biased low in high dimension and near "
         "the ceiling H(y). stderr/CI by disjoint subsampling."
     ),
+    summary="an estimate (Ross's mixed k-NN for class labels; biased low in high dimension)",
+    per_sample=True,
+    analysis_params=(KNN_K,),
+    preference={"I(h;y)": 2},
 )
 def mixed_knn(
     x: torch.Tensor,

@@ -41,13 +41,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .interface import MIResult
+from mi_analysis._util.fitting import fit_with_early_stopping
+
+from .interface import AnalysisParam, MIResult
 from .registry import register
 from .uncertainty import bootstrap
 
 CRITICS: tuple[str, ...] = ("separable", "concat")
 BOUNDS: tuple[str, ...] = ("infonce", "nwj", "mine", "smile")
 CEILING_WARNING_FRACTION = 0.9  # warn when InfoNCE >= 90% of log(batch_size)
+CRITIC_BATCH_SIZE = AnalysisParam("critic", "batch_size", "batch_size", 128,
+                                  "critic batch (InfoNCE is capped at its log)")
+CRITIC_MAX_EPOCHS = AnalysisParam("critic", "max_epochs", "max_epochs", 30, "critic training epochs (early stopped)")
 
 
 def _mlp(d_in: int, hidden: int, layers: int, d_out: int) -> nn.Sequential:
@@ -213,7 +218,8 @@ def fit_variational(
     hidden, layers: width and number of hidden layers of each MLP; embed_dim: separable critic's
     f, g output size. batch_size: pairs per step (InfoNCE ceiling log(batch_size)); lr: Adam step
     size; training stops after max_epochs or when the validation value has not improved for
-    `patience` epochs, and the critic of the best validation epoch is evaluated on the test split.
+    `patience` epochs, and the critic of the best validation epoch (the untrained critic included:
+    _util.fitting) is evaluated on the test split; params best_epoch 0 means the untrained critic.
     tau: SMILE clip; ema_rate: MINE moving-average rate. Runs on the device of x, in float32.
     """
     if bound not in BOUNDS:
@@ -248,10 +254,7 @@ def fit_variational(
     objective = _Objective(bound, tau, ema_rate)
     value_of = _value_of_stats(bound)
 
-    best_val, best_epoch, best_state = -math.inf, -1, None
-    epochs_run = 0
-    for epoch in range(max_epochs):
-        net.train()
+    def train_epoch() -> None:
         order = train[torch.randperm(len(train), generator=gen).to(device)]
         for idx in order.split(batch_size):
             if len(idx) < batch_size:  # a short last batch would change the bound's ceiling
@@ -260,17 +263,11 @@ def fit_variational(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        net.eval()
-        epochs_run = epoch + 1
-        val_value = float(value_of(_heldout_stats(net, x[val], y[val], bound, batch_size, tau, gen)))
-        if val_value > best_val:
-            best_val, best_epoch = val_value, epoch
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        elif epoch - best_epoch >= patience:
-            break
-    if best_state is not None:  # None only if every validation value was NaN
-        net.load_state_dict(best_state)
-    net.eval()
+
+    def validation_loss() -> float:  # the negated bound on the validation split
+        return -float(value_of(_heldout_stats(net, x[val], y[val], bound, batch_size, tau, gen)))
+
+    fit = fit_with_early_stopping(net, train_epoch, validation_loss, max_epochs=max_epochs, patience=patience)
 
     stats = _heldout_stats(net, x[test], y[test], bound, batch_size, tau, gen)
     value = float(value_of(stats))
@@ -278,7 +275,7 @@ def fit_variational(
     params = {
         "critic": critic, "hidden": hidden, "layers": layers, "embed_dim": embed_dim, "batch_size": batch_size,
         "lr": lr, "max_epochs": max_epochs, "patience": patience, "val_fraction": val_fraction,
-        "test_fraction": test_fraction, "seed": seed, "epochs_run": epochs_run, "best_epoch": best_epoch + 1,
+        "test_fraction": test_fraction, "seed": seed, "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
         "n_train": len(train), "n_val": n_val, "n_test": n_test,
     }  # fmt: skip
     if bound == "smile":
@@ -300,7 +297,7 @@ def fit_variational(
     return MIResult(value=value, stderr=stderr, ci=ci, kind=kind, method=bound, params=params, n=n, notes=notes)
 
 
-def _register(bound: str, kind: str, description: str) -> None:
+def _register(bound: str, kind: str, description: str, summary: str, preference: dict[str, int] | None = None) -> None:
     """Register fit_variational(..., bound=bound) under `bound`, with its keyword signature (so that
     estimate() can reject unknown parameters and list the accepted ones)."""
 
@@ -315,23 +312,31 @@ def _register(bound: str, kind: str, description: str) -> None:
         " Critic 'separable' or 'concat'; trained on a training split, epoch chosen on a validation split, "
         "value on a held-out split; CI by bootstrap over held-out samples."
     )
-    register(bound, kind=kind, y_type="any", description=description + common)(fn)
+    register(
+        bound, kind=kind, y_type="any", description=description + common, summary=summary,
+        analysis_params=(CRITIC_BATCH_SIZE, CRITIC_MAX_EPOCHS), preference=preference,
+    )(fn)  # fmt: skip
 
 
 _register(
     "infonce",
     "lower_bound",
     "InfoNCE lower bound; never above log(batch_size), warns near that ceiling.",
+    "a lower bound from a trained critic (InfoNCE), capped at log(batch size)",
+    {"I(h;x)": 2},
 )
-_register("nwj", "lower_bound", "NWJ lower bound E_p[T] - E_q[exp(T-1)]; high variance at large MI.")
+_register("nwj", "lower_bound", "NWJ lower bound E_p[T] - E_q[exp(T-1)]; high variance at large MI.",
+          "a lower bound from a trained critic (NWJ); high variance at large MI")
 _register(
     "mine",
     "lower_bound",
     "MINE: Donsker-Varadhan lower bound trained with the moving-average gradient correction (ema_rate).",
+    "a lower bound from a trained critic (MINE, Donsker-Varadhan)",
 )
 _register(
     "smile",
     "estimate",
     "SMILE: Donsker-Varadhan with exp(T) clipped to [e^-tau, e^tau] (tau=5), critic trained with the "
     "Jensen-Shannon objective; biased either way, NOT a bound.",
+    "an estimate from a trained critic (SMILE, clipped Donsker-Varadhan), not a bound",
 )

@@ -67,6 +67,7 @@ def renyi_value(x: torch.Tensor, y: torch.Tensor, alpha: float, sigma_x: float, 
         "depends on the kernel width (narrow kernels put independent data on a positive floor), not Shannon MI. "
         "O(n^3): n <= max_n. stderr/CI by disjoint subsampling."
     ),
+    summary="not Shannon MI: matrix-based Renyi alpha-order MI from Gram matrices (depends on the kernel width)",
 )
 def renyi(
     x: torch.Tensor,

@@ -25,7 +25,7 @@ from mi_analysis.models import LocalNet
 from mi_analysis.training import load_run, train
 
 # A cheap but complete analysis: one probe weight decay (fast L-BFGS), every default quantity.
-FAST = AnalysisConfig(probe_weight_decays=(1e-1,), device="cpu")
+FAST = AnalysisConfig(estimator_params={"probe": {"weight_decays": (1e-1,)}}, device="cpu")
 KINDS = {
     "probe_linear": "lower_bound",
     "mixed_knn": "estimate",
@@ -270,7 +270,7 @@ def known_data(n=400, seed=0):
 def test_known_construction_gives_known_information():
     x, y = known_data()
     # a weak L2 penalty lets the probe of the copy approach a cross-entropy of 0; a strong one suits noise
-    config = FAST.replace(probe_weight_decays=(1e-1, 1e-4))
+    config = FAST.replace(estimator_params={"probe": {"weight_decays": (1e-1, 1e-4)}})
     rows = analyze_model(Known(), (x, y), ["copy", "noise", "const"], config=config)
     value = {(r["point"], r["estimator"]): r["value"] for r in rows}
     h_y = math.log(10)  # balanced labels
@@ -321,7 +321,8 @@ def test_input_point_and_invertible_maps_keep_the_information(monkeypatch):
 
 def test_infonce_is_a_capped_lower_bound():
     x, y = known_data()
-    config = FAST.replace(quantities=("x",), x_estimators=("infonce",), infonce_batch_size=32, infonce_epochs=3)
+    critic = {"critic": {"batch_size": 32, "max_epochs": 3}}
+    config = FAST.replace(quantities=("x",), x_estimators=("infonce",), estimator_params=critic)
     rows = analyze_model(Known(), (x, y), ["noise", "const"], config=config)
     value = {r["point"]: r["value"] for r in rows}
     assert {r["kind"] for r in rows} == {"lower_bound"}
