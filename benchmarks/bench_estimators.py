@@ -1,12 +1,15 @@
 """Benchmark every registered MI estimator against known answers.
 
-Two suites:
+Three suites:
 - "Beyond Normal" (Czyz et al., NeurIPS 2023): the 40 tasks sampled in shared/data/bmi/
   (x (n, dx), y (n, dy) with ground-truth MI in index.json; n = 5000).
 - Labels: I(h; y) for 10 classes, h a Gaussian mixture with known class means in 2..128
   dimensions, optionally pushed through a non-linear invertible map (which leaves I(h; y)
   unchanged). Ground truth by Monte Carlo: I = H(y) - E_h[H(y | h)] with the exact posterior
   p(y | h) of every one of `mc_samples` draws (stderr ~0.001 nats at 200,000 draws).
+- Real activations (--real; benchmarks/real_activations.py): ReLU point masses, quantised values,
+  heavy tails and huge ranges, discrete and mixed discrete-continuous columns, with exact or Monte
+  Carlo truths; written to estimators_real.csv / .md.
 
     python benchmarks/bench_estimators.py --tasks ../shared/data/bmi --out benchmarks/results/
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import importlib.util
 import json
 import math
 import statistics
@@ -122,6 +126,19 @@ def label_tasks(n: int = 10_000, seed: int = 0) -> list[Task]:
     return tasks
 
 
+def real_tasks(n: int = 2000, seed: int = 0) -> list[Task]:
+    """The real-activations suite, from real_activations.py beside this file (loaded by path, so the
+    suite works however this script is loaded: run directly, or through `mi-analysis bench`)."""
+    spec = importlib.util.spec_from_file_location("real_activations", Path(__file__).with_name("real_activations.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [Task(name, x, y, mi) for name, x, y, mi in module.tasks(n, seed)]
+
+
+def suite_of(task: str) -> str:
+    return "labels" if task.startswith("labels-") else "real" if task.startswith("real-") else "bmi"
+
+
 def sklearn_probe(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, tuple[float, float]]:
     """Reference: scikit-learn LogisticRegression (defaults) on 60%, H(y_train) - CE on the other 40%."""
     from sklearn.linear_model import LogisticRegression
@@ -174,6 +191,8 @@ def run_benchmark(
     budget_s: float = 300.0,
     labels_suite: bool = True,
     labels_n: int = 10_000,
+    real_suite: bool = False,
+    real_n: int = 2000,
     seed: int = 0,
     progress: Callable[[str], None] = print,
 ) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
@@ -195,15 +214,17 @@ def run_benchmark(
         tasks += bmi_tasks(tasks_dir, max_n)
     if labels_suite:
         tasks += label_tasks(labels_n, seed)
+    if real_suite:
+        tasks += real_tasks(real_n, seed)
     rows: list[dict] = []
-    spent = {(suite, m): 0.0 for suite in (False, True) for m in methods}  # per (labels suite?, method)
+    spent = {(suite, m): 0.0 for suite in ("bmi", "labels", "real") for m in methods}  # per (suite, method)
     skipped: list[tuple[str, str]] = []
     errors: list[str] = []
     for task in tasks:
         for method in methods:
             if not _runs(method, task):
                 continue
-            if spent[task.labels, method] > budget_s:
+            if spent[suite_of(task.name), method] > budget_s:
                 skipped.append((task.name, method))
                 continue
             try:
@@ -212,7 +233,7 @@ def run_benchmark(
                 errors.append(f"{method} on {task.name}: {err}")
                 progress(f"{task.name:48s} {method:30s} ERROR {err}")
                 continue
-            spent[task.labels, method] += row["seconds"]
+            spent[suite_of(task.name), method] += row["seconds"]
             rows.append(row)
             progress(f"{task.name:48s} {row['method']:30s} {row['estimate']:8.3f} (true {task.true_mi:.3f}) {row['seconds']:6.1f}s")
     return rows, skipped, errors
@@ -243,8 +264,9 @@ def auto_target(task: str, dim_x: int, dim_y: int, abs_error: float, true_mi: fl
 
 def summarize(rows: Sequence[dict], skipped: Sequence[tuple[str, str]] = (), errors: Sequence[str] = ()) -> str:
     """Markdown summary: per method, auto's per-task targets, the labels suite."""
-    bmi = [r for r in rows if not r["task"].startswith("labels-")]
-    lab = [r for r in rows if r["task"].startswith("labels-")]
+    bmi = [r for r in rows if suite_of(r["task"]) == "bmi"]
+    lab = [r for r in rows if suite_of(r["task"]) == "labels"]
+    real = [r for r in rows if suite_of(r["task"]) == "real"]
     out = ["# MI estimators on known-answer tasks", ""]
 
     def table(suite: list[dict], title: str) -> None:
@@ -295,6 +317,17 @@ def summarize(rows: Sequence[dict], skipped: Sequence[tuple[str, str]] = (), err
             mae = statistics.fmean(auto)
             out.append(f"\n(cells: estimate - truth). **auto mean abs error {mae:.3f} nats -> target <= 0.05 "
                        f"{'met' if mae <= 0.05 else 'NOT met'}**\n")  # fmt: skip
+    if real:
+        families = sorted({_family(r["method"]) for r in real})
+        table(real, f"Real activations ({len({r['task'] for r in real})} tasks: ReLU, quantised, heavy-tailed, discrete)")
+        out.extend(["| task | true MI | " + " | ".join(families) + " |", "|---|---|" + "---|" * len(families)])
+        failed = {(e.split(" on ")[1].split(":")[0], e.split(" on ")[0]) for e in errors}
+        for task in dict.fromkeys(r["task"] for r in real):
+            rs = {_family(r["method"]): r for r in real if r["task"] == task}
+            cells = [f"{rs[f]['estimate'] - rs[f]['true_mi']:+.3f}" if f in rs else ("refused" if (task, f) in failed else "-")
+                     for f in families]  # fmt: skip
+            out.append(f"| {task} | {next(iter(rs.values()))['true_mi']:.3f} | " + " | ".join(cells) + " |")
+        out.append("\n(cells: estimate - truth; refused: the method raised a ValueError that says why, listed below)\n")
     if errors:
         out.extend(["## Runs that failed", ""] + [f"- {e}" for e in errors] + [""])
     out.append("Errors of non_shannon methods are against the Shannon MI and only show how far apart the two are.")
@@ -311,18 +344,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=300.0, help="per-method time budget per suite, seconds")
     parser.add_argument("--no-labels", action="store_true", help="skip the 10-class I(h; y) suite")
     parser.add_argument("--no-bmi", action="store_true", help="skip the Beyond Normal suite")
+    parser.add_argument("--real", action="store_true", help="run the real-activations suite (estimators_real.*)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: no thread contention on a shared machine)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",") if args.methods else None
     rows, skipped, errors = run_benchmark(None if args.no_bmi else args.tasks, methods, max_n=args.max_n, budget_s=args.budget_s,
-                                  labels_suite=not args.no_labels, seed=args.seed)  # fmt: skip
+                                  labels_suite=not args.no_labels, real_suite=args.real, seed=args.seed)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, out / "estimators_bmi.csv")
-    (out / "estimators_bmi.md").write_text(summarize(rows, skipped, errors))
-    print(f"wrote {out / 'estimators_bmi.csv'} and {out / 'estimators_bmi.md'}")
+    for stem, suites in (("estimators_bmi", ("bmi", "labels")), ("estimators_real", ("real",))):
+        part = [r for r in rows if suite_of(r["task"]) in suites]
+        if part:  # a run of one suite never overwrites the other's files
+            mine = [e for e in errors if suite_of(e.split(" on ")[1].split(":")[0]) in suites]
+            write_csv(part, out / f"{stem}.csv")
+            (out / f"{stem}.md").write_text(summarize(part, skipped, mine))
+            print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.md'}")
     return 0
 
 
