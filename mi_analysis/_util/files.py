@@ -1,4 +1,5 @@
-"""Crash-safe files: atomic writes (a crash leaves the old file or the new one, never half) and csv."""
+"""Crash-safe files: atomic writes (a crash leaves the old file or the new one, never half), locks
+that serialise read-modify-write across processes, and csv."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import io
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
+
+import filelock
+
+LOCK_TIMEOUT_S = 600.0  # how long a process waits for another's lock before giving up with an error
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
@@ -25,6 +31,27 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temporaries_of(path: Path) -> list[Path]:
+    """The temporary files atomic_write makes for `path` (.NAME.*.tmp beside it); those still there
+    when no write is under way were left by a killed process."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+@contextmanager
+def file_lock(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive lock on `path` across processes (a .NAME.lock file beside it) while the
+    block runs: what one process reads, changes and writes back, no other changes in between."""
+    path = Path(path)
+    lock = filelock.FileLock(str(path.with_name(f".{path.name}.lock")), timeout=timeout_s)
+    try:
+        with lock:
+            yield
+    except filelock.Timeout:
+        raise TimeoutError(f"{path} stayed locked by another process for {timeout_s:.0f} s "
+                           f"(its lock file is {lock.lock_file})") from None
 
 
 def write_text(path: Path, text: str) -> None:
@@ -48,6 +75,10 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of a CSV file as dicts of strings (keys from the header line)."""
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+    """The rows of a CSV file as dicts of strings (keys from the header line); a file that is not
+    UTF-8 text csv is a ValueError naming it."""
+    try:
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path} is not a UTF-8 csv table ({err})") from None

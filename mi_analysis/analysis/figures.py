@@ -16,14 +16,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from mi_analysis._util.files import read_csv
 from mi_analysis.analysis import plots
 from mi_analysis.models.config import run_mode
 
 from .measure import preference_rank
 from .runs import collect_runs
 from .settings import QUANTITIES
-from .table import MI_COLUMNS, row_key
+from .table import MI_COLUMNS, read_rows, row_key
 
 SLUGS = {"I(h;x)": "Ihx", "I(h;y)": "Ihy"}
 
@@ -44,13 +43,16 @@ def read_inputs(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], lis
         else:
             raise FileNotFoundError(f"plot input {item} does not exist; pass run folders or mi.csv files")
         for table in tables:
-            rows.update((row_key(row), row) for row in read_csv(table))
+            rows.update((row_key(row), row) for row in read_rows(table))
     return list(rows.values()), list(summaries.values())
 
 
 def _is_mi_table(path: Path) -> bool:
-    with open(path, newline="") as handle:
-        return tuple(next(csv.reader(handle), ())) == MI_COLUMNS
+    try:
+        with open(path, newline="") as handle:
+            return tuple(next(csv.reader(handle), ())) == MI_COLUMNS
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path} is not a UTF-8 csv table ({err})") from None
 
 
 def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:

@@ -23,7 +23,7 @@ from mi_analysis.training.trainer import load_run
 
 from .engine import SampleSets, measure_model, requested_keys
 from .settings import POINT_SETS, AnalysisConfig
-from .table import MI_COLUMNS, MiTable, format_value, row_key
+from .table import MI_COLUMNS, MiTable, format_value, read_rows, row_key
 
 INT_COLUMNS = ("K", "seed", "epoch", "depth", "module", "n")
 FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
@@ -161,7 +161,7 @@ def _this_call(table: MiTable, requested: set[tuple[str, ...]], computed: list[d
     """The rows this call asked for: those found in the table (typed, in table order), then those computed."""
     fresh = {row_key({k: format_value(v) for k, v in row.items()}) for row in computed}
     earlier = [
-        typed_row(row) for row in (read_csv(table.path) if table.path.exists() else [])
+        typed_row(row) for row in (read_rows(table.path) if table.path.exists() else [])
         if row_key(row) in requested and row_key(row) not in fresh
     ]  # fmt: skip
     return earlier + computed

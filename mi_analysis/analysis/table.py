@@ -4,7 +4,10 @@ One row per (run, epoch, point, quantity, estimator). The settings that produced
 kept next to the table (analysis.yaml for mi.csv, <stem>.analysis.yaml for any other name) and
 every append checks them, so one table never mixes rows of different settings. Appending writes
 the old bytes unchanged plus the new lines to a temporary file and renames it over the table
-(atomic_write): a crash leaves the old table or the new one, never half of one.
+(atomic_write): a crash leaves the old table or the new one, never half of one. Appends hold a
+lock on the table (file_lock) and read it again under the lock, so several processes analysing
+into one table (e.g. `mi-analysis analyze RUN --out all.csv` started several times at once) lose
+no row and write each key once: a row another process wrote meanwhile is not written again.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
-from mi_analysis._util.files import atomic_write, read_csv
+from mi_analysis._util.files import atomic_write, file_lock, read_csv
 from mi_analysis._util.version import check_format_version
 
 from .settings import AnalysisConfig
@@ -42,6 +46,28 @@ def row_key(row: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(row[column]) for column in KEY_COLUMNS)
 
 
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of an mi.csv table as text, each key once. Versions before appends were locked could
+    write a key twice: identical rows are read once (with a warning), different rows of one key
+    are a ValueError naming the key (which of them is right is unknown)."""
+    kept: dict[tuple[str, ...], dict[str, str]] = {}
+    repeated = 0
+    for row in read_csv(path):
+        key = row_key(row)
+        if key not in kept:
+            kept[key] = row
+        elif kept[key] == row:
+            repeated += 1
+        else:
+            differing = [f"{c}: {kept[key].get(c)!r} / {row.get(c)!r}" for c in row if kept[key].get(c) != row.get(c)]
+            raise ValueError(f"{path} has two different rows for (run, epoch, point, quantity, estimator) = {key} "
+                             f"({'; '.join(differing)}); delete the wrong one or analyse into a new table")
+    if repeated:
+        warnings.warn(f"{path} holds {repeated} repeated row(s) (written twice by an older mi_analysis); "
+                      "each is read once", stacklevel=2)
+    return list(kept.values())
+
+
 def format_value(value: Any) -> str:
     """A cell as text: floats with full precision (repr), NaN as 'nan', None as ''."""
     if value is None:
@@ -56,7 +82,8 @@ class MiTable:
 
     MiTable(path, config) raises ValueError when the file already holds rows of other settings
     (or rows without a settings file, or other columns). `done(key)` tells whether a row exists;
-    `append(rows)` adds new rows and refuses to replace existing ones.
+    `append(rows)` adds new rows and refuses to replace existing ones; rows another process wrote
+    since (same keys, same settings) are skipped.
     """
 
     def __init__(self, path: str | Path, config: AnalysisConfig) -> None:
@@ -66,9 +93,11 @@ class MiTable:
         self._keys: set[tuple[str, ...]] = set()
         if self.path.exists():
             self._check_existing()
-            self._keys = {row_key(row) for row in read_csv(self.path)}
+            self._keys = {row_key(row) for row in read_rows(self.path)}
 
     def _check_existing(self) -> None:
+        if self.path.is_dir():
+            raise ValueError(f"the table {self.path} is a folder; expected a csv file path (--out PATH / out=)")
         with open(self.path, newline="") as handle:
             header = next(csv.reader(handle), None)
         if header is not None and tuple(header) != MI_COLUMNS:
@@ -110,17 +139,23 @@ class MiTable:
                 f"{self.path} already has a row for (run, epoch, point, quantity, estimator) = {repeated[0]}"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
-        if fresh:
-            atomic_write(self._settings_file, lambda f: f.write(_settings_text(self.settings)))
-        old = b"" if fresh else self.path.read_bytes()
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        if fresh:
-            writer.writerow(MI_COLUMNS)
-        for row in rows:
-            writer.writerow([format_value(row[column]) for column in MI_COLUMNS])
-        atomic_write(self.path, lambda f: f.write(old + buffer.getvalue().encode()), mode="wb")
+        with file_lock(self.path):
+            fresh = not self.path.exists() or self.path.stat().st_size == 0
+            if fresh:
+                atomic_write(self._settings_file, lambda f: f.write(_settings_text(self.settings)))
+            else:  # another process may have written it since: its settings and keys as they are now
+                self._check_existing()
+                self._keys |= {row_key(row) for row in read_rows(self.path)}
+            new = [row for row, key in zip(rows, keys) if key not in self._keys]
+            old = b"" if fresh else self.path.read_bytes()
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            if fresh:
+                writer.writerow(MI_COLUMNS)
+            for row in new:
+                writer.writerow([format_value(row[column]) for column in MI_COLUMNS])
+            if new:
+                atomic_write(self.path, lambda f: f.write(old + buffer.getvalue().encode()), mode="wb")
         self._keys.update(keys)
 
 
