@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import traceback
 import typing
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,12 +14,14 @@ from typing import Any, Sequence
 from mi_analysis._util.config import parse_value
 from mi_analysis.analysis import AnalysisConfig, analyze_run, settings_path
 from mi_analysis.analysis.figures import make_figures
+from mi_analysis.analysis.runs import why_not_analysable
 from mi_analysis.bench import main as bench_main
 from mi_analysis.data import dataset_info
 from mi_analysis.demo import DemoSettings, run_demo
 from mi_analysis.models import build_model
 from mi_analysis.profiling.costs import forward_flops_per_image, training_step_memory
 from mi_analysis.training import Trainer, train
+from mi_analysis.training.trainer import TrainingDiverged, read_run_config
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
 from mi_analysis.training.distributed.launch import launched_by_torchrun, train_parallel
 from mi_analysis.training.recipes import EXPERIMENTS, RECIPES, SCALES, default_recipe, experiment, recipe
@@ -100,17 +103,17 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="override any config field, e.g. --set train.warmup_epochs=5 (repeatable)")
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Recipe defaults < --config file < flags < --set overrides."""
+def config_from_args(args: argparse.Namespace, run_config: RunConfig | None = None) -> RunConfig:
+    """Recipe defaults (or `run_config`, the config of a run to resume) < --config file < flags < --set overrides."""
     flags = {key: getattr(args, dest) for dest, key in CONFIG_FLAGS.items() if getattr(args, dest, None) is not None}
     if "train.save_epochs" in flags:
         flags["train.save_epochs"] = list(flags["train.save_epochs"])
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
         flags[key] = parse_value(value)
-    base = RunConfig.from_yaml(args.config) if args.config else None
+    base = RunConfig.from_yaml(args.config) if args.config else run_config
     dataset = flags.get("data.dataset") or (base.data.dataset if base else DataConfig().dataset)
     if base is None or args.recipe:
         train = recipe(args.recipe or default_recipe(dataset), dataset)
@@ -120,15 +123,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.resume:
-        explicit = any(getattr(args, d, None) is not None for d in CONFIG_FLAGS) or args.overrides or args.config
-        config = config_from_args(args) if explicit else None
-    else:
-        config = config_from_args(args)
+    # with --resume, flags are read over the run's own config: what is not typed keeps the run's value
+    config = config_from_args(args, read_run_config(args.resume) if args.resume else None)
     if args.nproc is not None or args.parallel or args.schedule or launched_by_torchrun():
         return train_parallel(config, resume=args.resume, nproc=args.nproc, parallel=args.parallel,
-                              schedule=args.schedule)
-    trainer = Trainer.resume(args.resume, config) if args.resume else Trainer.start(config)
+                              schedule=args.schedule, allow_world_size_change=args.allow_world_size_change)
+    trainer = (Trainer.resume(args.resume, config, allow_world_size_change=args.allow_world_size_change)
+               if args.resume else Trainer.start(config))
     print(f"run directory: {trainer.run_dir}")
     summary = trainer.run()
     print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
@@ -147,7 +148,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         "input_shape": list(shape),
         "forward_flops_per_image": forward_flops_per_image(model, shape),
     }
-    if args.memory_batch:
+    if args.memory_batch is not None:
         report["memory"] = training_step_memory(model, args.memory_batch, shape, info.num_classes)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -215,7 +216,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     config = analysis_config_from_args(args)
     epochs = _epochs(args.epochs)
     kinds = set()
-    for run_dir in args.run_dirs:
+    run_dirs = args.run_dirs
+    if len(run_dirs) > 1:  # e.g. runs/*: folders that hold no result are skipped, each with a line
+        problems = {run_dir: why_not_analysable(run_dir) for run_dir in run_dirs}
+        for run_dir, problem in problems.items():
+            if problem is not None:
+                print(f"mi-analysis analyze: warning: skipping {run_dir}: {problem}", file=sys.stderr, flush=True)
+        run_dirs = [run_dir for run_dir in run_dirs if problems[run_dir] is None]
+        if not run_dirs:
+            raise ValueError(f"none of the {len(args.run_dirs)} folders is a run that can be analysed (see above)")
+    for run_dir in run_dirs:
         table = args.out if args.out is not None else run_dir / "mi.csv"
         rows = analyze_run(run_dir, config, epochs=epochs, out=table)
         kinds |= {(row["quantity"], row["estimator"], row["kind"]) for row in rows}
@@ -259,13 +269,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=("sync", "async"),
                    help="module parallel: sync (one batch in flight per link; default) or async (ranks run "
                         "ahead within a bounded queue); both give the single-process numbers")
+    p.add_argument("--allow-world-size-change", action="store_true",
+                   help="with --resume: continue over another number of data parallel processes than the run's "
+                        "last launch (changes batch-norm statistics; recorded in distributed.json)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("describe", help="parameter counts, cuts, FLOPs and activation memory of a model")
     _add_model_flags(p)
     p.add_argument("--dataset", default="cifar10", help="sets classes, channels and image size")
     p.add_argument("--image-size", type=int)
-    p.add_argument("--memory-batch", type=int, default=0, metavar="B",
+    p.add_argument("--memory-batch", type=int, metavar="B",
                    help="also measure the activation memory of one training step at batch size B")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_describe)
@@ -337,9 +350,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except TrainingDiverged as err:  # the run is marked failed; not a usage error
         print(f"mi-analysis {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, OSError) as err:  # bad input: a flag, a file, a folder (OSError names it)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"mi-analysis {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - a bug: the traceback, and where to report it
+        traceback.print_exc()
+        print(f"mi-analysis {args.command}: internal error (a bug in mi_analysis, not in your input); please "
+              "report it with the command line and the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -42,6 +42,13 @@ def positive_number(value: Any, what: str) -> Any:
     return value
 
 
+def finite_at_least(value: Any, what: str, minimum: float) -> Any:
+    """`value` if it is a finite number >= `minimum`."""
+    if not is_number(value) or not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{what} must be a finite number >= {minimum}, got {value!r}")
+    return value
+
+
 def boolean(value: Any, what: str) -> bool:
     """`value` if it is True or False (1, "yes" and the like are refused: TypeError)."""
     if not isinstance(value, bool):

@@ -85,4 +85,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 def parse_value(text: str) -> Any:
     """Parse a command-line override value with YAML rules ("5" -> 5, "true" -> True, "[1,2]" -> list)."""
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"value {text!r} is not valid YAML ({getattr(err, 'problem', None) or err})") from None

@@ -73,6 +73,10 @@ def measure_model(
     plain GLL, R0, is the detached output of module k-1) reuses that point's results: the estimators
     are deterministic given their inputs and seed, so the rows are what recomputing would give.
     """
+    if data.held_out_x.dim() >= 3 and config.pool > max(data.held_out_x.shape[2:]):
+        raise ValueError(f"pool={config.pool} is larger than the inputs' {'x'.join(map(str, data.held_out_x.shape[2:]))} "
+                         "map, so larger than every activation map (pooling never upsamples); choose pool <= "
+                         f"{max(data.held_out_x.shape[2:])}")
     todo: dict[str, list[tuple[str, str]]] = {}
     for point in points:
         missing = [

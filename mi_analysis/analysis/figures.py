@@ -57,10 +57,12 @@ def _is_mi_table(path: Path) -> bool:
 
 def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
     """Write every figure the inputs allow into out_dir; returns the files written (PNG and PDF)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the figure folder {out_dir} is a file; expected a folder (--out DIR)")
     mi_rows, summaries = read_inputs(inputs)
     if not mi_rows and not summaries:
         raise ValueError(f"found no mi.csv rows and no run directories in {[str(i) for i in inputs]}")
-    out_dir = Path(out_dir)
     written: list[Path] = []
 
     def save(figure, name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,7 +20,8 @@ from mi_analysis.data import load_splits, normalize
 from mi_analysis._util.files import read_csv
 from mi_analysis._util.device import resolve_device
 from mi_analysis.models import E2E, LocalNet
-from mi_analysis.training.trainer import load_run
+from mi_analysis.training.checkpoints import load_checkpoint
+from mi_analysis.training.trainer import failure_of, load_run
 
 from .engine import SampleSets, measure_model, requested_keys
 from .settings import POINT_SETS, AnalysisConfig
@@ -100,9 +102,23 @@ def analyze_run(
     return _this_call(table, requested, rows)
 
 
+def why_not_analysable(run_dir: str | Path) -> str | None:
+    """Why analyze_run would refuse `run_dir` before measuring anything (not a run directory, nothing
+    trained, a failed or diverged run, a damaged checkpoint), or None: to skip such folders among many."""
+    try:
+        _run_config(Path(run_dir))
+        _checkpoints(Path(run_dir), None)
+    except (ValueError, FileNotFoundError) as err:
+        return str(err)
+    return None
+
+
 def _run_config(run_dir: Path) -> RunConfig:
     if not (run_dir / "config.yaml").is_file():
         raise ValueError(f"{run_dir} is not a run directory: it has no config.yaml")
+    failure = failure_of(run_dir)
+    if failure is not None:
+        raise ValueError(f"run {run_dir} failed, its weights are no result: {failure}")
     return RunConfig.from_yaml(run_dir / "config.yaml")
 
 
@@ -112,7 +128,12 @@ def _checkpoints(run_dir: Path, epochs: None | str | Sequence[int]) -> list[tupl
     last_path = folder / "last.pt"
     if not last_path.is_file():
         raise FileNotFoundError(f"run directory {run_dir} has no checkpoints/last.pt: nothing trained to analyse")
-    last = int(torch.load(last_path, map_location="cpu", weights_only=False)["epoch"])
+    state = load_checkpoint(last_path, "cpu")
+    diverged = [row["epoch"] for row in state["metrics"] if not math.isfinite(float(row.get("train_loss", 0.0)))]
+    if diverged:  # a run of a version that did not stop on a non-finite loss
+        raise ValueError(f"run {run_dir} diverged: its training loss is not finite from epoch {diverged[0]} on, "
+                            "so its weights are no result")
+    last = int(state["epoch"])
     saved = (int(path.stem.removeprefix("epoch_")) for path in folder.glob("epoch_[0-9][0-9][0-9].pt"))
     available = {**{epoch: epoch for epoch in saved}, last: None}  # epoch -> load_run's epoch argument
     if epochs is None:
@@ -266,7 +287,10 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
     if not root.is_dir():
         raise FileNotFoundError(f"runs root {root} is not a directory")
     found = sorted(p.parent for p in root.rglob("config.yaml") if (p.parent / "metrics.csv").is_file())
-    return [_summary(run_dir) for run_dir in found]
+    failed = [run_dir for run_dir in found if failure_of(run_dir) is not None]
+    for run_dir in failed:
+        warnings.warn(f"skipping run {run_dir}: it failed ({failure_of(run_dir)})", stacklevel=2)
+    return [_summary(run_dir) for run_dir in found if run_dir not in failed]
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:

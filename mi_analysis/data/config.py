@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from mi_analysis._util.checks import int_at_least
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -15,3 +17,11 @@ class DataConfig:
     test_subset: int | None = None
     image_size: int | None = None  # None = the dataset's native size
     augment: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.val_fraction, (int, float)) or isinstance(self.val_fraction, bool) \
+                or not 0 <= self.val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
+        for name in ("train_subset", "test_subset", "image_size"):
+            if getattr(self, name) is not None:
+                int_at_least(getattr(self, name), f"data.{name}", 1)

@@ -7,6 +7,7 @@ d, then d uint32 sizes, then the values in C order.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,12 @@ _UINT8 = 0x08
 def read_idx(path: Path) -> torch.Tensor:
     """The uint8 array stored in an IDX file (.gz read through gzip)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip: BadGzipFile, EOFError when truncated
+        raise ValueError(f"{path} cannot be read, it is corrupt or truncated ({str(err) or type(err).__name__}); "
+                         "replace it with a fresh copy") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
     if data[2] != _UINT8:

@@ -15,6 +15,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from mi_analysis._util.checks import int_at_least
 from mi_analysis.profiling.memory import LiveTensorMeter, SavedTensorMeter, optimizer_state_bytes, tensor_bytes
 
 
@@ -87,6 +88,7 @@ def training_step_memory(model: Any, batch_size: int, input_shape: tuple[int, ..
     cuda_peak_bytes on CUDA: torch.cuda.max_memory_allocated during the step minus what was
     allocated before it.
     """
+    int_at_least(batch_size, "batch_size", 1)
     device = _device(model)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, *input_shape, generator=generator).to(device)

@@ -8,6 +8,12 @@ Run folders carry a format version: config.yaml's top-level `format_version` (be
 sections) and every checkpoint's "format_version" entry. Version 1 is the layout of config.yaml,
 checkpoints/{last,epoch_NNN}.pt (state_dict keys of models.LocalNet), metrics.csv, final.json and
 version.txt; folders written before versions were recorded have none and read as version 1.
+Version 2 writes each checkpoint behind a header with its SHA-256 and the config's hash
+(training/checkpoints.py) and may hold failed.json (a run stopped by a non-finite loss); version-1
+checkpoints still load and resume (without an integrity check).
+
+Every field is checked when a config is made (ranges, names), so a run folder is never created for
+a config that cannot train.
 """
 
 from __future__ import annotations
@@ -18,13 +24,23 @@ from typing import Any
 
 import yaml
 
+import yaml.error
+
+from mi_analysis._util.checks import finite_at_least, int_at_least, positive_number
 from mi_analysis._util.config import flatten, from_dict, to_plain
+from mi_analysis._util.device import check_device_name
 from mi_analysis._util.version import check_format_version
 from mi_analysis.data.config import DataConfig
 from mi_analysis.models.config import ModelConfig
 
 
-RUN_FORMAT_VERSION = 1  # the run folder layout this code writes and reads (see above)
+RUN_FORMAT_VERSION = 2  # the run folder layout this code writes and reads (see above)
+# Fields that never change a number (how training is shown): they may differ on --resume.
+RUNTIME_FIELDS = ("train.progress",)
+# Edits of a run's config.yaml that resume accepts against its checkpoint: train longer, keep
+# other epochs' checkpoints (the schedule then differs from a run planned that long). Any other
+# change between the checkpoint and config.yaml is refused with the differences.
+CONFIG_EDITS = ("train.epochs", "train.save_epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +61,24 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validation/test evaluations (the last epoch always evaluates)
     save_epochs: tuple[int, ...] = ()  # epochs whose checkpoints are kept for analysis across training
     progress: bool = True  # tqdm progress bars
+
+    def __post_init__(self) -> None:
+        int_at_least(self.epochs, "train.epochs", 1)
+        int_at_least(self.batch_size, "train.batch_size", 1)
+        positive_number(self.base_lr, "train.base_lr")
+        finite_at_least(self.momentum, "train.momentum", 0)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("train.nesterov needs train.momentum > 0, got momentum 0")
+        finite_at_least(self.weight_decay, "train.weight_decay", 0)
+        int_at_least(self.warmup_epochs, "train.warmup_epochs", 0)
+        finite_at_least(self.warmup_start_lr, "train.warmup_start_lr", 0)
+        int_at_least(self.seed, "train.seed", 0)
+        check_device_name(self.device, "train.device")
+        int_at_least(self.eval_every, "train.eval_every", 1)
+        outside = [e for e in self.save_epochs if not isinstance(e, int) or isinstance(e, bool)
+                   or not 1 <= e <= self.epochs]
+        if outside:
+            raise ValueError(f"train.save_epochs must be epochs in 1..{self.epochs} (train.epochs), got {outside}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +118,15 @@ class RunConfig:
     def from_yaml(cls, path: str | Path) -> "RunConfig":
         """The config in a YAML file: a run's config.yaml or a hand-written one (its format_version,
         when present, must be one this code reads; every other key must be a field)."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {path} is not a file" + (" (a folder)" if path.is_dir() else ""))
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (yaml.error.YAMLError, UnicodeDecodeError) as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            raise ValueError(f"config file {path} is not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
         check_format_version(data.pop("format_version", None), RUN_FORMAT_VERSION, f"config file {path}")
@@ -106,7 +148,19 @@ class RunConfig:
                 )
         return RunConfig.from_dict(data)
 
-    def differences(self, other: "RunConfig") -> list[str]:
-        """Human-readable list of fields that differ (for resume checks)."""
+    def differences(self, other: "RunConfig", ignore: tuple[str, ...] = ()) -> list[str]:
+        """Human-readable list of fields that differ (for resume checks), except those in `ignore`."""
         a, b = flatten(self.to_dict()), flatten(other.to_dict())
-        return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k) and k not in ignore]
+
+    def resumed_with(self, given: "RunConfig | None", run_dir: str | Path) -> "RunConfig":
+        """This (a run's own) config, continued under `given` (e.g. from command-line flags): equal
+        but for RUNTIME_FIELDS, which `given` sets; any other difference is a ValueError listing it."""
+        if given is None:
+            return self
+        diff = self.differences(given, ignore=RUNTIME_FIELDS)
+        if diff:
+            raise ValueError(f"resume: the flags differ from the config of {run_dir}: {'; '.join(diff)} "
+                             f"(only {', '.join(RUNTIME_FIELDS)} may change on resume)")
+        return self.override({key: flatten(given.to_dict())[key] for key in RUNTIME_FIELDS})

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mi_analysis._util.checks import one_of
+from mi_analysis.data import available_datasets
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 PAPER_DATASETS = ("cifar10", "cifar100", "svhn", "stl10")
@@ -84,6 +86,8 @@ def experiment(name: str, *, scale: str = "paper", seeds: tuple[int, ...] = (0,)
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if dataset is not None:
+        one_of(dataset, "dataset", available_datasets())
     configs = []
     for run in EXPERIMENTS[name][1]():
         data = dataclasses.replace(run.data, dataset=dataset or run.data.dataset, download=download,

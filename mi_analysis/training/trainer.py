@@ -7,6 +7,7 @@ where is the model's business (`LocalNet.training_step`), so K=1 (E2E) and K>1 s
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from datetime import datetime
@@ -24,6 +25,16 @@ from mi_analysis.models import LocalNet, builder
 from mi_analysis._util import files
 from mi_analysis._util.device import resolve_device
 from mi_analysis.training import checkpoints
+
+FAILED_RECORD = "failed.json"  # in a run directory: why training stopped (the run is not a result)
+DISTRIBUTED_RECORD = "distributed.json"  # in a run directory: each multi-process launch
+# Files the trainer writes into a run directory (and checkpoints/): their temporary files left by a
+# killed process are removed on resume.
+RUN_FILES = ("config.yaml", "version.txt", "metrics.csv", "final.json", FAILED_RECORD, DISTRIBUTED_RECORD)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite: training stopped and the run is marked failed (failed.json)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -48,9 +59,17 @@ def build_model(config: RunConfig, info: Any, image_size: int) -> LocalNet:
                                dataset=info.name)
 
 
+def check_out_dir(config: RunConfig) -> Path:
+    """The folder that receives run directories: refused when it is a file."""
+    root = Path(config.out_dir).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"out_dir {root} is a file; expected a folder to hold run directories")
+    return root
+
+
 def new_run_dir(config: RunConfig) -> Path:
     """A fresh directory named from the settings and a timestamp; never an existing one."""
-    root = Path(config.out_dir).expanduser()
+    root = check_out_dir(config)
     root.mkdir(parents=True, exist_ok=True)
     stem = f"{config.run_name()}-{datetime.now():%Y%m%d-%H%M%S}"
     for suffix in ["", *(f"-{i}" for i in range(1, 1000))]:
@@ -63,6 +82,71 @@ def new_run_dir(config: RunConfig) -> Path:
     raise RuntimeError(f"could not create a new run directory under {root}")
 
 
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The config.yaml of a run directory (ValueError when `run_dir` is not one)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ValueError(f"resume directory {run_dir} has no config.yaml: not a run directory")
+    return RunConfig.from_yaml(run_dir / "config.yaml")
+
+
+def failure_of(run_dir: str | Path) -> str | None:
+    """Why training of a run stopped (its failed.json), None for a run that did not fail."""
+    path = Path(run_dir) / FAILED_RECORD
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text())["reason"])
+    except (ValueError, KeyError, TypeError):
+        return f"{path} exists but is unreadable"
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of the trainer's atomic writes that a killed process left in a run
+    directory (nothing writes them while no trainer runs); returns what was removed."""
+    stale = [tmp for name in RUN_FILES for tmp in files.temporaries_of(run_dir / name)]
+    stale += sorted((run_dir / "checkpoints").glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def check_data_parallel_width(run_dir: Path, width: int, allow_change: bool) -> str | None:
+    """Refuse to continue a run over another number of data parallel processes than its last launch
+    (1 for a single process or module parallel, whose numbers are the single-process ones): each
+    process normalises its own shard, so the batch-norm statistics and the results change. With
+    `allow_change`, returns the note to record in the run (None when nothing changes)."""
+    path = Path(run_dir) / DISTRIBUTED_RECORD
+    launches = json.loads(path.read_text()).get("launches", []) if path.is_file() else []
+    last = launches[-1] if launches else {"parallel": "data", "world_size": 1}
+    before = last["world_size"] if last["parallel"] == "data" else 1
+    if before == width:
+        return None
+    if not allow_change:
+        raise ValueError(f"resume: run {run_dir} was trained data parallel over {before} process(es), now "
+                         f"{width}: each process normalises its own shard, so batch-norm statistics and results "
+                         f"would change; resume over {before} (--nproc {before} --parallel data, or 1 process), or "
+                         f"pass --allow-world-size-change to continue anyway (recorded in {DISTRIBUTED_RECORD})")
+    return f"data parallel width changed from {before} to {width} by --allow-world-size-change"
+
+
+def record_override(run_dir: Path, note: str, first_epoch: int) -> None:
+    """Add a note of a setting changed on resume to the run's distributed.json ("overrides")."""
+    path = Path(run_dir) / DISTRIBUTED_RECORD
+    record = json.loads(path.read_text()) if path.is_file() else {"launches": []}
+    record.setdefault("overrides", []).append({"first_epoch": first_epoch, "note": note})
+    files.write_json(path, record)
+
+
+def _resume_advice(run_dir: Path) -> str:
+    """What to do when last.pt cannot be used: continue from a kept epoch checkpoint, or start anew."""
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch_[0-9][0-9][0-9].pt"))
+    if not kept:
+        return "no epoch_XXX.pt checkpoint is kept (train.save_epochs): start a new run"
+    return (f"to resume from a kept checkpoint, copy checkpoints/{kept[-1]} over checkpoints/last.pt "
+            f"(later epochs are trained again); kept: {', '.join(kept)}")
+
+
 class Trainer:
     """Trains one run; `Trainer.start(config)` for a new run, `Trainer.resume(run_dir)` to continue.
 
@@ -73,8 +157,9 @@ class Trainer:
 
     is_main_process = True  # hook: the process that writes the run directory
 
-    def __init__(self, config: RunConfig, run_dir: Path) -> None:
-        self.config, self.run_dir = config, Path(run_dir)
+    def __init__(self, config: RunConfig, run_dir: Path | None) -> None:
+        """run_dir None: set by start() once data and model are made (no folder for a config that fails)."""
+        self.config, self.run_dir = config, None if run_dir is None else Path(run_dir)
         self.device = resolve_device(config.train.device)
         t, d = config.train, config.data
         seed_everything(t.seed)
@@ -108,8 +193,13 @@ class Trainer:
 
     @classmethod
     def start(cls, config: RunConfig, **options: Any) -> "Trainer":
-        """A new run directory and a trainer for it; `options` go to the constructor (subclasses)."""
-        return cls(config, cls._create_run_dir(config), **options)
+        """A trainer and a new run directory for it; `options` go to the constructor (subclasses).
+        The directory is made after the data are loaded and the model is built, so a config that
+        cannot train leaves no folder behind."""
+        check_out_dir(config)
+        trainer = cls(config, None, **options)
+        trainer.run_dir = cls._create_run_dir(config)
+        return trainer
 
     @classmethod
     def _create_run_dir(cls, config: RunConfig) -> Path:  # hook
@@ -120,29 +210,50 @@ class Trainer:
         return run_dir
 
     @classmethod
-    def resume(cls, run_dir: str | Path, config: RunConfig | None = None, **options: Any) -> "Trainer":
+    def data_parallel_width(cls) -> int:  # hook
+        """How many processes share each batch (batch norm per process): 1 here."""
+        return 1
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, config: RunConfig | None = None, *, allow_world_size_change: bool = False,
+               **options: Any) -> "Trainer":
         """Continue a run from its last complete checkpoint. `config`, when given (e.g. from
-        command-line flags), must equal the run's own config; `options` go to the constructor."""
+        command-line flags), must equal the run's own config but for RUNTIME_FIELDS; `options` go
+        to the constructor. A run that failed, a damaged or missing last.pt of a run that has
+        metrics, a checkpoint of another config than config.yaml, and another data parallel width
+        than the last launch's (unless allowed, then recorded) are ValueErrors saying what to do."""
         run_dir = Path(run_dir)
+        saved = read_run_config(run_dir).resumed_with(config, run_dir)
+        failure = failure_of(run_dir)
+        if failure is not None:
+            raise ValueError(f"run {run_dir} failed and cannot be resumed: {failure}; start a new run")
+        override = check_data_parallel_width(run_dir, cls.data_parallel_width(), allow_world_size_change)
         checkpoint_path = run_dir / "checkpoints" / "last.pt"
-        if not (run_dir / "config.yaml").is_file():
-            raise ValueError(f"resume directory {run_dir} has no config.yaml: not a run directory")
-        saved = RunConfig.from_yaml(run_dir / "config.yaml")
-        if config is not None and config != saved:
-            diff = "; ".join(saved.differences(config))
-            raise ValueError(f"resume: the flags differ from the config of {run_dir}: {diff}")
-        trainer = cls(saved, run_dir, **options)
+        if not checkpoint_path.is_file() and (run_dir / "metrics.csv").is_file():
+            raise checkpoints.CheckpointError(
+                f"checkpoint {checkpoint_path} is missing, but {run_dir / 'metrics.csv'} records trained epochs; "
+                f"{_resume_advice(run_dir)}")
+        state = None
         if checkpoint_path.is_file():
-            state = checkpoints.load_checkpoint(checkpoint_path, trainer.device)
+            try:
+                state = checkpoints.load_checkpoint(checkpoint_path, "cpu", config=saved)
+            except checkpoints.CheckpointError as err:
+                raise checkpoints.CheckpointError(f"{err}; {_resume_advice(run_dir)}") from None
+        trainer = cls(saved, run_dir, **options)
+        if state is not None:
             trainer.model.load_state_dict(state["model"])
             trainer.optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"]["torch"])
             trainer.start_epoch, trainer.rows = state["epoch"], state["metrics"]
+        if trainer.is_main_process:
+            remove_stale_temporaries(run_dir)
+            if override is not None:
+                record_override(run_dir, override, trainer.start_epoch + 1)
         return trainer
 
     def run(self) -> dict[str, Any]:
         t = self.config.train
-        if self.start_epoch >= t.epochs:
+        if self.start_epoch >= t.epochs and (self.run_dir / "final.json").is_file():
             raise ValueError(f"run {self.run_dir} is already complete ({t.epochs} epochs)")
         for epoch in range(self.start_epoch, t.epochs):
             row = self.train_epoch(epoch)
@@ -154,7 +265,8 @@ class Trainer:
                 shown = {k: row[k] for k in ("lr", "train_loss", "train_acc", "val_acc", "test_acc") if k in row}
                 tqdm.write(f"epoch {epoch + 1}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         summary = self.summary()
-        if self.is_main_process:
+        if self.is_main_process:  # metrics.csv again: a kill after last.pt may have left it an epoch short
+            files.write_csv(self.run_dir / "metrics.csv", self.rows)
             files.write_json(self.run_dir / "final.json", summary)
         return summary
 
@@ -168,6 +280,7 @@ class Trainer:
         loss_sum = torch.zeros(K, device=self.device, dtype=torch.float64)
         correct_sum = torch.zeros(K, device=self.device, dtype=torch.float64)
         seen, meter = 0, None
+        first_bad_step = torch.full((K,), -1, device=self.device)  # per module; kept on the device (no sync per step)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
@@ -181,6 +294,8 @@ class Trainer:
             with meter if step == 0 else contextlib.nullcontext():
                 out = self._gradients(x, y)
             self.optimizer.step()
+            bad = ~torch.isfinite(out["loss"].detach())
+            first_bad_step = torch.where(bad & (first_bad_step < 0), step, first_bad_step)
             loss_sum += out["loss"].double() * len(y)
             correct_sum += out["accuracy"].double() * len(y)
             seen += len(y)
@@ -191,6 +306,8 @@ class Trainer:
             "peak_memory_bytes": meter.peak_bytes if meter else float("nan"),
             "cuda_peak_bytes": torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else float("nan"),
         })
+        if not torch.isfinite(totals["loss_sum"]).all():
+            self._diverged(epoch, totals["loss_sum"], first_bad_step, lr)
         seen, elapsed = totals["seen"], totals["time_s"]
         losses, accs = (totals["loss_sum"] / seen).tolist(), (totals["correct_sum"] / seen).tolist()
         row: dict[str, Any] = {
@@ -201,6 +318,19 @@ class Trainer:
         row.update({f"loss_m{k}": v for k, v in enumerate(losses)})
         row.update({f"acc_m{k}": v for k, v in enumerate(accs)})
         return row
+
+    def _diverged(self, epoch: int, loss_sum: torch.Tensor, first_bad_step: torch.Tensor, lr: float) -> None:
+        """Stop: mark the run failed (failed.json) and raise TrainingDiverged naming module, epoch, step."""
+        module = int((~torch.isfinite(loss_sum)).nonzero()[0])
+        step = int(first_bad_step[module])
+        where = f"step {step + 1} of {len(self.train_loader)}" if step >= 0 else "a step of another process"
+        reason = (f"training diverged: the loss of module {module} (of {len(loss_sum)}, counted from 0) became "
+                  f"{float(loss_sum[module])} in epoch {epoch + 1}, {where}, at learning rate {lr:.4g}; lower "
+                  f"train.base_lr (--base-lr) or check the data")
+        if self.is_main_process:
+            files.write_json(self.run_dir / FAILED_RECORD,
+                             {"reason": reason, "epoch": epoch + 1, "module": module, "step": step + 1, "lr": lr})
+        raise TrainingDiverged(f"{reason} (run {self.run_dir} marked failed in {FAILED_RECORD})")
 
     def _gradients(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:  # hook
         """Gradients of one batch into .grad; "loss" and "accuracy" (K,) as in LocalNet.training_step."""

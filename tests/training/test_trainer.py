@@ -6,7 +6,8 @@ import torch
 import yaml
 
 from mi_analysis.analysis import AnalysisConfig, analyze_run
-from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mi_analysis.training.checkpoints import load_checkpoint
+from mi_analysis.training.config import RUN_FORMAT_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
 from mi_analysis.training import Trainer, learning_rate, load_run, train
 
 
@@ -70,7 +71,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     with pytest.raises(Interrupt):
         trainer.run()
     monkeypatch.setattr(Trainer, "train_epoch", original)
-    assert torch.load(trainer.run_dir / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 2
+    assert load_checkpoint(trainer.run_dir / "checkpoints" / "last.pt", "cpu")["epoch"] == 2
 
     resumed = Trainer.resume(trainer.run_dir)
     assert resumed.start_epoch == 2
@@ -101,7 +102,7 @@ def test_load_run_restores_the_trained_model(tmp_path):
     run_dir = train(config)
     model, loaded_config = load_run(run_dir)
     assert loaded_config == config and not model.training
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", "cpu")
     for name, value in model.state_dict().items():
         assert torch.equal(value, state["model"][name])
     early, _ = load_run(run_dir, epoch=1)
@@ -134,14 +135,15 @@ def test_cuda_training_with_gpu_flags_records_cuda_memory(tmp_path, flags):
 
 def _write_without_format_version(run_dir):
     """Make `run_dir` look as run folders did before format versions: no version in config.yaml
-    or in the checkpoints (the rest of the layout is unchanged)."""
+    or in the checkpoints, which are bare torch.save files without checksum (the rest of the
+    layout is unchanged)."""
     config_path = run_dir / "config.yaml"
     data = yaml.safe_load(config_path.read_text())
-    assert data.pop("format_version") == 1
+    assert data.pop("format_version") == RUN_FORMAT_VERSION
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
     for path in (run_dir / "checkpoints").glob("*.pt"):
-        state = torch.load(path, weights_only=False)
-        assert state.pop("format_version") == 1
+        state = load_checkpoint(path, "cpu")
+        assert state.pop("format_version") == RUN_FORMAT_VERSION
         torch.save(state, path)
 
 
@@ -151,7 +153,7 @@ def test_run_folder_written_before_format_versions_loads_resumes_and_analyses(tm
     _write_without_format_version(run_dir)
     model, loaded = load_run(run_dir)
     assert loaded == config and model.mode == "E"
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)  # a bare torch.save file
     assert list(state["model"]) == list(model.state_dict())
 
     data = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -160,7 +162,7 @@ def test_run_folder_written_before_format_versions_loads_resumes_and_analyses(tm
     trainer = Trainer.resume(run_dir)
     assert trainer.start_epoch == 1
     assert trainer.run()["epochs"] == 2
-    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["format_version"] == 1
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt", "cpu")["format_version"] == RUN_FORMAT_VERSION
 
     settings = AnalysisConfig(quantities=("y",), y_estimators=("probe_linear",), x_estimators=(),
                               probe_size=32, fit_size=32)
@@ -171,11 +173,12 @@ def test_run_folder_written_before_format_versions_loads_resumes_and_analyses(tm
 def test_run_folder_of_a_newer_format_is_refused_with_what_to_do(tmp_path):
     run_dir = train(tiny_config(tmp_path).override({"train.epochs": 1}))
     path = run_dir / "checkpoints" / "last.pt"
-    torch.save({**torch.load(path, weights_only=False), "format_version": 2}, path)
-    with pytest.raises(ValueError, match=rf"^checkpoint {path} has format_version 2, .* reads format "
-                                         r"versions up to 1: upgrade mi_analysis to read it$"):
+    newer = RUN_FORMAT_VERSION + 1
+    torch.save({**load_checkpoint(path, "cpu"), "format_version": newer}, path)
+    with pytest.raises(ValueError, match=rf"^checkpoint {path} has format_version {newer}, .* reads format "
+                                         rf"versions up to {RUN_FORMAT_VERSION}: upgrade mi_analysis to read it$"):
         load_run(run_dir)
     data = yaml.safe_load((run_dir / "config.yaml").read_text())
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({**data, "format_version": 2}))
-    with pytest.raises(ValueError, match=r"config.yaml has format_version 2, .*upgrade mi_analysis"):
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**data, "format_version": newer}))
+    with pytest.raises(ValueError, match=rf"config.yaml has format_version {newer}, .*upgrade mi_analysis"):
         Trainer.resume(run_dir)

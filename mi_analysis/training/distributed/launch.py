@@ -30,13 +30,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mi_analysis._util.checks import int_at_least
 from mi_analysis._util.device import resolve_device
 from mi_analysis.training.config import RunConfig
 from mi_analysis.training.distributed.data_parallel import DataParallelTrainer
 from mi_analysis.training.distributed.module_parallel import ModuleParallelTrainer
 from mi_analysis.training.distributed.group import DEFAULT_TIMEOUT_S, PeerError, backend_for, join, leave
 from mi_analysis.training.distributed.rank_trainer import check_setup
-from mi_analysis.training.trainer import Trainer
+from mi_analysis.training.trainer import Trainer, check_data_parallel_width, read_run_config
 
 _GRACE_S = 10.0  # after a failure, on top of timeout_s, before the remaining processes are killed
 _REPORT_CHARS = 4000  # of a rank's error message sent to the launcher (the rank prints it all)
@@ -138,22 +139,22 @@ def _rank_main(rank, world_size, port, backend, timeout_s, threads, fn, args, re
 # -------------------------------------------------------------------- training entry
 def train_parallel(config: RunConfig | None, *, resume: Path | None = None, nproc: int | None = None,
                    parallel: str | None = None, schedule: str | None = None,
-                   timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
+                   timeout_s: float = DEFAULT_TIMEOUT_S, allow_world_size_change: bool = False) -> int:
     """`mi-analysis train` with several processes: a new run from `config`, or `resume` a run
     (config, when given, must equal the run's). Under torchrun this process is one rank;
     otherwise nproc processes are spawned here (nproc 1: the plain single-process trainer).
-    Returns the exit status; settings that cannot work raise ValueError before anything starts."""
+    Returns the exit status; settings that cannot work raise ValueError before anything starts
+    (a resume over another data parallel width too, unless `allow_world_size_change`)."""
     parallel, schedule = parallel or "data", schedule or "sync"
-    if resume is not None and not (Path(resume) / "config.yaml").is_file():
-        raise ValueError(f"resume directory {resume} has no config.yaml: not a run directory")
-    effective = config if config is not None else RunConfig.from_yaml(Path(resume) / "config.yaml")
-    if resume is not None and config is not None and config != RunConfig.from_yaml(Path(resume) / "config.yaml"):
-        diff = "; ".join(RunConfig.from_yaml(Path(resume) / "config.yaml").differences(config))
-        raise ValueError(f"resume: the flags differ from the config of {resume}: {diff}")
+    if nproc is not None:
+        int_at_least(nproc, "nproc", 1)
+    effective = config if resume is None else read_run_config(resume).resumed_with(config, resume)
     backend = backend_for(resolve_device(effective.train.device))
-    args = (config, resume, parallel, schedule, timeout_s)
+    args = (config, resume, parallel, schedule, timeout_s, allow_world_size_change)
+    world_size = int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else (nproc or 1)
+    if resume is not None:
+        check_data_parallel_width(resume, world_size if parallel == "data" else 1, allow_world_size_change)
     if launched_by_torchrun():
-        world_size = int(os.environ["WORLD_SIZE"])
         if nproc not in (None, world_size):
             raise ValueError(f"--nproc {nproc} differs from torchrun's world size {world_size}; leave --nproc out")
         check_setup(effective, parallel, world_size, schedule)
@@ -168,7 +169,8 @@ def train_parallel(config: RunConfig | None, *, resume: Path | None = None, npro
     if backend == "nccl" and nproc > torch.cuda.device_count():
         raise ValueError(f"--nproc {nproc} with CUDA needs {nproc} GPUs, this machine has {torch.cuda.device_count()}")
     if nproc == 1:
-        trainer = Trainer.resume(resume, config) if resume else Trainer.start(config)
+        trainer = (Trainer.resume(resume, config, allow_world_size_change=allow_world_size_change) if resume
+                   else Trainer.start(config))
         _report(trainer)
         return 0
     try:
@@ -180,11 +182,12 @@ def train_parallel(config: RunConfig | None, *, resume: Path | None = None, npro
 
 
 def train_rank(config: RunConfig | None, resume: Path | None, parallel: str, schedule: str,
-               timeout_s: float) -> None:
+               timeout_s: float, allow_world_size_change: bool = False) -> None:
     """One rank of a run (in a joined process group): start or resume, train, rank 0 reports."""
     cls = DataParallelTrainer if parallel == "data" else ModuleParallelTrainer
     options = {"schedule": schedule, "timeout_s": timeout_s}
-    trainer = cls.resume(resume, config, **options) if resume else cls.start(config, **options)
+    trainer = (cls.resume(resume, config, allow_world_size_change=allow_world_size_change, **options) if resume
+               else cls.start(config, **options))
     _report(trainer)
 
 

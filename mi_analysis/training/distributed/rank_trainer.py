@@ -22,7 +22,7 @@ from mi_analysis.training.config import RunConfig
 from mi_analysis.training.distributed.group import DEFAULT_TIMEOUT_S, all_reduce, peer_guard, require_group
 from mi_analysis.training.distributed.pipeline import SCHEDULES, assign_modules
 from mi_analysis._util import files
-from mi_analysis.training.trainer import Trainer
+from mi_analysis.training.trainer import DISTRIBUTED_RECORD, Trainer
 
 PARALLEL_MODES = ("data", "module")
 
@@ -71,6 +71,10 @@ class RankTrainer(Trainer):
         return super().start(config, **options)
 
     @classmethod
+    def data_parallel_width(cls) -> int:
+        return require_group()[1] if cls.parallel == "data" else 1
+
+    @classmethod
     def _create_run_dir(cls, config: RunConfig) -> Path:
         """Rank 0 creates the run directory and tells the others its name."""
         found = [super()._create_run_dir(config) if require_group()[0] == 0 else None]
@@ -85,12 +89,12 @@ class RankTrainer(Trainer):
 
     def _record_launch(self) -> None:
         """Append this launch (from which epoch, how many processes, which mode) to distributed.json."""
-        path = self.run_dir / "distributed.json"
-        launches = json.loads(path.read_text())["launches"] if path.is_file() else []
-        launches.append({"first_epoch": self.start_epoch + 1, "world_size": self.world_size,
-                         "parallel": self.parallel, "schedule": self.schedule,
-                         "backend": dist.get_backend(), **self._launch_details()})
-        files.write_json(path, {"launches": launches})
+        path = self.run_dir / DISTRIBUTED_RECORD
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        record.setdefault("launches", []).append({
+            "first_epoch": self.start_epoch + 1, "world_size": self.world_size, "parallel": self.parallel,
+            "schedule": self.schedule, "backend": dist.get_backend(), **self._launch_details()})
+        files.write_json(path, record)
 
     def _launch_details(self) -> dict[str, Any]:
         return {}

@@ -15,6 +15,7 @@ from torch import nn
 
 from mi_analysis.training.distributed import spawn
 from mi_analysis.training import Trainer, learning_rate, load_run
+from mi_analysis.training.checkpoints import load_checkpoint
 
 torch.set_num_threads(1)  # the ranks run one thread each: same kernels, same sums
 
@@ -48,7 +49,7 @@ def runs(tmp_path_factory):
 
 
 def checkpoint(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt", "cpu")
 
 
 def assert_states_close(actual: dict, expected: dict):

@@ -9,6 +9,7 @@ from dist_workers import fail_at_epoch, stall_rank, tiny_config
 from mi_analysis import cli
 from mi_analysis.training.distributed import LaunchError, spawn
 from mi_analysis.training import Trainer
+from mi_analysis.training.checkpoints import load_checkpoint
 
 
 
@@ -21,14 +22,14 @@ def test_a_failing_rank_stops_all_and_resume_continues(tmp_path):
     assert "rank 0: PeerError: rank 0: sending batch 0 to rank 1 failed" in message
 
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt", "cpu")["epoch"] == 1
     assert not (run_dir / "final.json").exists()
     assert cli.main(["train", "--resume", str(run_dir), "--nproc", "2", "--parallel", "module", "--schedule", "async"]) == 0
 
     reference = Trainer.start(config.override({"out_dir": str(tmp_path / "reference")}))
     reference.run()
-    got = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
-    want = torch.load(reference.run_dir / "checkpoints" / "last.pt", weights_only=False)
+    got = load_checkpoint(run_dir / "checkpoints" / "last.pt", "cpu")
+    want = load_checkpoint(reference.run_dir / "checkpoints" / "last.pt", "cpu")
     assert got["epoch"] == want["epoch"] == 2
     for name, value in want["model"].items():
         torch.testing.assert_close(got["model"][name], value, atol=1e-5, rtol=1e-5, msg=name)
