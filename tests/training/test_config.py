@@ -90,8 +90,8 @@ def test_model_errors_name_the_field_also_from_yaml():
 def test_config_yaml_carries_the_run_format_version(tmp_path):
     path = tmp_path / "c.yaml"
     RunConfig().to_yaml(path)
-    assert yaml.safe_load(path.read_text())["format_version"] == RUN_FORMAT_VERSION == 1
-    assert path.read_text().startswith("format_version: 1\n")
+    assert yaml.safe_load(path.read_text())["format_version"] == RUN_FORMAT_VERSION == 2
+    assert path.read_text().startswith("format_version: 2\n")
 
 
 def test_config_yaml_without_a_version_reads_and_a_newer_one_is_refused(tmp_path):
@@ -100,9 +100,9 @@ def test_config_yaml_without_a_version_reads_and_a_newer_one_is_refused(tmp_path
     data = config.to_dict()
     path.write_text(yaml.safe_dump(data))
     assert RunConfig.from_yaml(path) == config
-    path.write_text(yaml.safe_dump({"format_version": 2, **data}))
-    with pytest.raises(ValueError, match=rf"^config file {path} has format_version 2, but mi_analysis .* reads "
-                                         r"format versions up to 1: upgrade mi_analysis to read it$"):
+    path.write_text(yaml.safe_dump({"format_version": 3, **data}))
+    with pytest.raises(ValueError, match=rf"^config file {path} has format_version 3, but mi_analysis .* reads "
+                                         r"format versions up to 2: upgrade mi_analysis to read it$"):
         RunConfig.from_yaml(path)
     path.write_text(yaml.safe_dump({"format_version": "1", **data}))
     with pytest.raises(ValueError, match=r"format_version must be a positive int, got '1'"):
@@ -110,3 +110,27 @@ def test_config_yaml_without_a_version_reads_and_a_newer_one_is_refused(tmp_path
     path.write_text(yaml.safe_dump({"format_version": 1, "modle": {}}))
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['modle'\] in config"):
         RunConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize("section, values, message", [
+    (TrainConfig, {"epochs": 0}, "train.epochs must be an int >= 1, got 0"),
+    (TrainConfig, {"base_lr": float("inf")}, "train.base_lr must be a positive number, got inf"),
+    (TrainConfig, {"warmup_epochs": -1}, "train.warmup_epochs must be an int >= 0, got -1"),
+    (TrainConfig, {"eval_every": 0}, "train.eval_every must be an int >= 1, got 0"),
+    (TrainConfig, {"epochs": 3, "save_epochs": (0, 3, 4)}, r"train.save_epochs must be epochs in 1..3 \(train.epochs\), got \[0, 4\]"),
+    (TrainConfig, {"seed": -1}, "train.seed must be an int >= 0, got -1"),
+    (TrainConfig, {"device": "tpu"}, "train.device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
+    (TrainConfig, {"weight_decay": -1e-4}, r"train.weight_decay must be a finite number >= 0, got -0.0001"),
+    (DataConfig, {"val_fraction": 1.0}, r"data.val_fraction must be a number in \[0, 1\), got 1.0"),
+    (DataConfig, {"test_subset": 0}, "data.test_subset must be an int >= 1, got 0"),
+])
+def test_every_numeric_range_is_checked_when_a_config_is_made(section, values, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        section(**values)
+    with pytest.raises(ValueError, match=message):  # a config file or override reaches the same check
+        RunConfig().override({f"{'train' if section is TrainConfig else 'data'}.{k}": list(v) if isinstance(v, tuple) else v
+                              for k, v in values.items()})
+
+
+def test_a_config_written_for_a_gpu_still_reads_on_a_cpu_machine():
+    assert TrainConfig(device="cuda:3").device == "cuda:3"
