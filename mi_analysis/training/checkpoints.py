@@ -32,6 +32,10 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, corrupt, unreadable or of another config."""
 
 
+class ConfigMismatch(CheckpointError):
+    """A sound checkpoint written under another config than the one it is loaded with."""
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of a config dict (RunConfig.to_dict()) in a canonical JSON form."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -102,7 +106,7 @@ def _check_config(path: Path, state: dict[str, Any], header: dict[str, Any] | No
                    for key in sorted(set(written) | set(now))
                    if written.get(key) != now.get(key) and key not in RUNTIME_FIELDS + CONFIG_EDITS]
     if differences:
-        raise CheckpointError(f"checkpoint {path} was written under another config ({'; '.join(differences)})")
+        raise ConfigMismatch(f"checkpoint {path} was written under another config ({'; '.join(differences)})")
 
 
 def code_version() -> str:

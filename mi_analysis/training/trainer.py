@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in Jupyter and warns without it
 
-from mi_analysis.training.config import RunConfig
+from mi_analysis.training.config import CONFIG_EDITS, RunConfig
 from mi_analysis.data import TensorLoader, dataset_info, load_splits
 from mi_analysis.profiling.memory import SavedTensorMeter
 from mi_analysis.models import LocalNet, builder
@@ -237,6 +237,10 @@ class Trainer:
         if checkpoint_path.is_file():
             try:
                 state = checkpoints.load_checkpoint(checkpoint_path, "cpu", config=saved)
+            except checkpoints.ConfigMismatch as err:
+                raise checkpoints.ConfigMismatch(
+                    f"{err}; undo the edit of {run_dir / 'config.yaml'} (only {', '.join(CONFIG_EDITS)} may change "
+                    "between launches) or start a new run") from None
             except checkpoints.CheckpointError as err:
                 raise checkpoints.CheckpointError(f"{err}; {_resume_advice(run_dir)}") from None
         trainer = cls(saved, run_dir, **options)
