@@ -325,7 +325,10 @@ class Trainer:
 
     def _diverged(self, epoch: int, loss_sum: torch.Tensor, first_bad_step: torch.Tensor, lr: float) -> None:
         """Stop: mark the run failed (failed.json) and raise TrainingDiverged naming module, epoch, step."""
-        module = int((~torch.isfinite(loss_sum)).nonzero()[0])
+        # the module whose loss went bad first (a bad module makes the later ones bad too), else the first bad one
+        bad = [(int(first_bad_step[k]) if first_bad_step[k] >= 0 else math.inf, k)
+               for k in (~torch.isfinite(loss_sum)).nonzero().flatten().tolist()]
+        module = min(bad)[1]
         step = int(first_bad_step[module])
         where = f"step {step + 1} of {len(self.train_loader)}" if step >= 0 else "a step of another process"
         reason = (f"training diverged: the loss of module {module} (of {len(loss_sum)}, counted from 0) became "

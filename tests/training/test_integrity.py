@@ -219,3 +219,28 @@ def test_analyze_names_a_folder_given_as_table_and_a_pool_larger_than_the_images
     assert cli.main(["analyze", str(trained), "--pool", "100", "--out", str(tmp_path / "mi.csv")]) == 2
     assert "error: pool=100 is larger than the inputs' 16x16 map" in capsys.readouterr().err
     assert not (tmp_path / "mi.csv").exists()
+
+
+def test_divergence_names_the_module_epoch_and_step_where_the_loss_went_bad_first(tmp_path, monkeypatch):
+    """Module 1's loss turns NaN at the 2nd step of epoch 2, module 0's (which feeds it nothing back)
+    at the 3rd: the message names module 1, epoch 2, step 2."""
+    original, calls = Trainer._gradients, []
+
+    def poisoned(self, x, y):  # 3 steps per epoch (96 training samples, batch 32)
+        out = original(self, x, y)
+        calls.append(1)
+        loss = out["loss"].clone()
+        if len(calls) >= 5:  # epoch 2, step 2
+            loss[1] = float("nan")
+        if len(calls) >= 6:  # epoch 2, step 3
+            loss[0] = float("nan")
+        return {**out, "loss": loss}
+
+    monkeypatch.setattr(Trainer, "_gradients", poisoned)
+    config = CONFIG.override({"data.train_subset": 128, "out_dir": str(tmp_path), "train.save_epochs": []})
+    with pytest.raises(TrainingDiverged, match=r"the loss of module 1 \(of 2, counted from 0\) became nan in epoch 2, "
+                                               r"step 2 of 3, at learning rate 0.0125"):
+        train(config)
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "failed.json").read_text())["module"] == 1
+    assert [row["epoch"] for row in _metrics(run_dir)] == ["1"]  # the diverged epoch is not recorded
