@@ -24,8 +24,6 @@ from typing import Any
 
 import yaml
 
-import yaml.error
-
 from mi_analysis._util.checks import finite_at_least, int_at_least, positive_number
 from mi_analysis._util.config import flatten, from_dict, to_plain
 from mi_analysis._util.device import check_device_name
@@ -123,7 +121,7 @@ class RunConfig:
             raise ValueError(f"config file {path} is not a file" + (" (a folder)" if path.is_dir() else ""))
         try:
             data = yaml.safe_load(path.read_text()) or {}
-        except (yaml.error.YAMLError, UnicodeDecodeError) as err:
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
             where = getattr(err, "problem_mark", None)
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
             raise ValueError(f"config file {path} is not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None

@@ -244,3 +244,28 @@ def test_divergence_names_the_module_epoch_and_step_where_the_loss_went_bad_firs
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "failed.json").read_text())["module"] == 1
     assert [row["epoch"] for row in _metrics(run_dir)] == ["1"]  # the diverged epoch is not recorded
+
+
+@pytest.mark.slow
+def test_analyses_started_at_once_into_one_table_keep_every_row_once(trained, tmp_path):
+    """The issue's case: `mi-analysis analyze RUN_i --out all.csv` started several times at once,
+    one run twice; every row is in the table exactly once (fast version: tests/analysis/test_table_safety.py)."""
+    import os
+    import subprocess
+    import sys
+
+    runs = [shutil.copytree(trained, tmp_path / f"run{i}") for i in range(3)]
+    table = tmp_path / "all.csv"
+    fast = ["--quantities", "y", "--y-estimators", "probe_linear", "mixed_knn", "--fit-size", "32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "mi_analysis.cli", "analyze", str(run), "--out", str(table),
+                               *fast], env=env, stdout=subprocess.DEVNULL)
+             for run in [*runs, runs[0]]]
+    assert [p.wait(timeout=900) for p in procs] == [0] * 4
+    with open(table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    keys = [(r["run"], r["epoch"], r["point"], r["quantity"], r["estimator"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    assert {k[0] for k in keys} == {"run0", "run1", "run2"}
+    per_run = {run: sum(k[0] == run for k in keys) for run in ("run0", "run1", "run2")}
+    assert len(set(per_run.values())) == 1 and per_run["run0"] > 0
