@@ -132,7 +132,7 @@ def _checkpoints(run_dir: Path, epochs: None | str | Sequence[int]) -> list[tupl
     diverged = [row["epoch"] for row in state["metrics"] if not math.isfinite(float(row.get("train_loss", 0.0)))]
     if diverged:  # a run of a version that did not stop on a non-finite loss
         raise ValueError(f"run {run_dir} diverged: its training loss is not finite from epoch {diverged[0]} on, "
-                            "so its weights are no result")
+                         "so its weights are no result")
     last = int(state["epoch"])
     saved = (int(path.stem.removeprefix("epoch_")) for path in folder.glob("epoch_[0-9][0-9][0-9].pt"))
     available = {**{epoch: epoch for epoch in saved}, last: None}  # epoch -> load_run's epoch argument
