@@ -23,7 +23,7 @@ from mi_analysis.models.config import run_mode
 from .measure import preference_rank
 from .runs import collect_runs
 from .settings import QUANTITIES
-from .table import MI_COLUMNS, row_key
+from .table import MI_COLUMNS, is_mi_header, row_key
 
 SLUGS = {"I(h;x)": "Ihx", "I(h;y)": "Ihy"}
 
@@ -50,7 +50,7 @@ def read_inputs(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], lis
 
 def _is_mi_table(path: Path) -> bool:
     with open(path, newline="") as handle:
-        return tuple(next(csv.reader(handle), ())) == MI_COLUMNS
+        return is_mi_header(next(csv.reader(handle), ()))
 
 
 def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:

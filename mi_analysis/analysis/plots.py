@@ -48,8 +48,9 @@ __all__ = [
     "save_figure",
 ]
 
-# The mi.csv columns the figures draw from; rows without seed and n (e.g. built by hand) plot too.
-PLOTTED_COLUMNS = tuple(column for column in MI_COLUMNS if column not in ("seed", "n"))
+# The mi.csv columns the figures draw from; rows without seed, n, sample_set and notes (e.g. built by
+# hand, or tables of an earlier format) plot too.
+PLOTTED_COLUMNS = tuple(column for column in MI_COLUMNS if column not in ("seed", "n", "sample_set", "notes"))
 
 # One colour per mode in every figure; the order is the legend order.
 MODE_COLORS = {

@@ -24,12 +24,21 @@ from .settings import AnalysisConfig
 
 MI_COLUMNS = (
     "run", "mode", "K", "seed", "epoch", "point", "depth", "module",
-    "quantity", "estimator", "kind", "value", "ci_low", "ci_high", "n",
+    "quantity", "estimator", "kind", "value", "ci_low", "ci_high", "n", "sample_set", "notes",
 )  # fmt: skip
+# sample_set: a short hash of the held-out sample ids (rows of different sets are never paired);
+# notes: the estimator's caveats, "; "-joined. Tables of format 1 lack both and read them as empty.
+FORMAT_1_COLUMNS = MI_COLUMNS[:-2]
 KEY_COLUMNS = ("run", "epoch", "point", "quantity", "estimator")
 # Version of the mi.csv + analysis.yaml pair, written into analysis.yaml. 1: held_out_size (was
-# probe_size, still read). Tables without it were written before versions were recorded and still load.
-TABLE_FORMAT = 1
+# probe_size, still read). 2: sample_set and notes columns, per-sample terms beside the table
+# (samples.py). Tables without it were written before versions were recorded and still load.
+TABLE_FORMAT = 2
+
+
+def is_mi_header(header: Any) -> bool:
+    """Whether a csv header is that of an mi.csv table of this or an earlier format."""
+    return tuple(header) in (MI_COLUMNS, FORMAT_1_COLUMNS)
 
 
 def settings_path(table: Path) -> Path:
@@ -71,6 +80,11 @@ class MiTable:
     def _check_existing(self) -> None:
         with open(self.path, newline="") as handle:
             header = next(csv.reader(handle), None)
+        if header is not None and tuple(header) == FORMAT_1_COLUMNS:
+            raise ValueError(
+                f"{self.path} was written by an earlier mi_analysis (no sample_set and notes columns); it can be read "
+                "and plotted, but new rows go to another table (--out PATH / out=)"
+            )
         if header is not None and tuple(header) != MI_COLUMNS:
             raise ValueError(
                 f"{self.path} is not an mi.csv table: its columns are {header}, expected {list(MI_COLUMNS)}"
