@@ -6,7 +6,9 @@ Written (each as .png and .pdf), when the tables hold what they need:
 - depth_<quantity>_<estimator>: one quantity along the depth, every (mode, K), CIs, cuts marked;
 - information_depth: I(h;x) and I(h;y) side by side, with the preferred estimator of each;
 - plane_<mode>_K<K>: the information plane across epochs (runs with several analysed epochs);
-- accuracy_vs_k, memory_vs_k, local_accuracy: from the run directories' metrics.csv.
+- accuracy_vs_k, memory_vs_k, local_accuracy: from the run directories' metrics.csv;
+- differences (differences_K<K> when there are several K): paired differences along the depth with
+  their CIs and a zero line, from comparisons.csv tables (`mi-analysis compare`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mi_analysis._util.files import read_csv
 from mi_analysis.analysis import plots
 from mi_analysis.models.config import run_mode
 
+from .comparisons import COMPARISON_COLUMNS
 from .measure import preference_rank
 from .runs import collect_runs
 from .settings import QUANTITIES
@@ -31,21 +34,39 @@ SLUGS = {"I(h;x)": "Ihx", "I(h;y)": "Ihy"}
 def read_inputs(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """(mi rows, run summaries) from mi.csv files and folders (searched for mi tables and run directories).
     Rows found twice (a table named directly and through its folder) are kept once."""
+    rows, summaries, _ = _read_all(inputs)
+    return rows, summaries
+
+
+def _read_all(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[dict[str, Any]], list[list[dict]]]:
+    """read_inputs, and the rows of every comparisons.csv table found (one list per table)."""
     rows: dict[tuple[str, ...], dict[str, str]] = {}
     summaries: dict[str, dict[str, Any]] = {}
+    comparisons: list[list[dict[str, str]]] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            tables = [p for p in sorted(item.rglob("*.csv")) if _is_mi_table(p)]
+            found = sorted(item.rglob("*.csv"))
+            tables = [p for p in found if _is_mi_table(p)]
+            comparisons += [read_csv(p) for p in found if _is_comparisons(p)]
             summaries.update((s["path"], s) for s in collect_runs(item))
         elif item.is_file():
+            if _is_comparisons(item):
+                comparisons.append(read_csv(item))
+                continue
             if not _is_mi_table(item):
-                raise ValueError(f"{item} is not an mi.csv table (columns {list(MI_COLUMNS)})")
+                raise ValueError(f"{item} is neither an mi.csv table (columns {list(MI_COLUMNS)}) nor a "
+                                 "comparisons.csv table (mi-analysis compare)")
             tables = [item]
         else:
-            raise FileNotFoundError(f"plot input {item} does not exist; pass run folders or mi.csv files")
+            raise FileNotFoundError(f"plot input {item} does not exist; pass run folders, mi.csv or comparisons.csv")
         for table in tables:
             rows.update((row_key(row), row) for row in read_csv(table))
-    return list(rows.values()), list(summaries.values())
+    return list(rows.values()), list(summaries.values()), comparisons
+
+
+def _is_comparisons(path: Path) -> bool:
+    with open(path, newline="") as handle:
+        return tuple(next(csv.reader(handle), ())) == COMPARISON_COLUMNS
 
 
 def _is_mi_table(path: Path) -> bool:
@@ -55,9 +76,9 @@ def _is_mi_table(path: Path) -> bool:
 
 def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
     """Write every figure the inputs allow into out_dir; returns the files written (PNG and PDF)."""
-    mi_rows, summaries = read_inputs(inputs)
-    if not mi_rows and not summaries:
-        raise ValueError(f"found no mi.csv rows and no run directories in {[str(i) for i in inputs]}")
+    mi_rows, summaries, comparisons = _read_all(inputs)
+    if not mi_rows and not summaries and not comparisons:
+        raise ValueError(f"found no mi.csv rows, comparisons and run directories in {[str(i) for i in inputs]}")
     out_dir = Path(out_dir)
     written: list[Path] = []
 
@@ -83,6 +104,12 @@ def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path
         save(plots.plot_accuracy_vs_k(with_accuracy), "accuracy_vs_k")
         save(plots.plot_memory_vs_k(with_accuracy), "memory_vs_k")
         save(plots.plot_local_accuracy(with_accuracy), "local_accuracy")
+    for table in comparisons:
+        with_differences = [row for row in table if row["diff"] != ""]
+        ks = sorted({int(row["K"]) for row in with_differences})
+        for k in ks:
+            figure = plots.plot_differences(with_differences, K=k)
+            save(figure, "differences" if len(ks) == 1 else f"differences_K{k}")
     return written
 
 

@@ -54,7 +54,7 @@ GLL = "R0"
 ALPHA = 0.05  # family-wise level of the Holm-adjusted tests that gate the recovered fraction
 NOT_SIGNIFICANT = "GLL loss not significant"
 COMPARISON_COLUMNS = (
-    "point", "depth", "quantity", "estimator", "kind", "a", "b", "K", "epoch", "diff", "ci_low", "ci_high",
+    "point", "depth", "layer", "quantity", "estimator", "kind", "a", "b", "K", "epoch", "diff", "ci_low", "ci_high",
     "p_value", "p_holm", "n", "seeds", "paired", "recovered", "recovered_low", "recovered_high", "recovered_note",
     "var_seeds", "var_samples", "dominant_variance", "note",
 )  # fmt: skip
@@ -65,6 +65,14 @@ CELL = ("epoch", "point", "quantity", "estimator")
 class _Entry:
     row: dict[str, str]
     terms: SampleTerms | None
+
+
+def layer_position(point: str, depth: int, module: int) -> float:
+    """Position along the depth that lines up the same layer across K (and in figures): the flat unit
+    index depth - module (module k has k "m{j}.in" points before its units); the context-augmented
+    input "m{k}.in" of module k sits half a step after the last unit of module k-1, on the cut."""
+    x = depth - module
+    return x + 0.5 if point == f"m{module}.in" else float(x)
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -170,7 +178,7 @@ def _compare_pair(index: dict, a: str, b: str, k: int, seeds: Sequence[int] | No
                   bootstrap_seed: int) -> list[tuple[dict[str, Any], dict]]:  # fmt: skip
     k_a, k_b = (1 if mode == E2E else k for mode in (a, b))
     cells = sorted({key[2:] for key in index if key[:2] in ((a, k_a), (b, k_b))},
-                   key=lambda cell: (int(cell[0]), _depth(index, cell), cell))  # fmt: skip
+                   key=lambda cell: (int(cell[0]), _layer(index, cell), cell))  # fmt: skip
     if not any(key[:2] == (a, k_a) for key in index) or not any(key[:2] == (b, k_b) for key in index):
         return []  # a mode without runs at this K
     out = []
@@ -178,7 +186,9 @@ def _compare_pair(index: dict, a: str, b: str, k: int, seeds: Sequence[int] | No
         side_a, side_b = index.get((a, k_a, *cell), {}), index.get((b, k_b, *cell), {})
         epoch, point, quantity, estimator = cell
         first = next(iter((side_a or side_b).values())).row
-        row: dict[str, Any] = {"point": point, "depth": int(first["depth"]), "quantity": quantity,
+        row: dict[str, Any] = {"point": point, "depth": int(first["depth"]),
+                               "layer": layer_position(point, int(first["depth"]), int(first["module"])),
+                               "quantity": quantity,
                                "estimator": estimator, "kind": first["kind"], "a": a, "b": b, "K": k,
                                "epoch": int(epoch)}  # fmt: skip
         if not side_a or not side_b:
@@ -207,8 +217,9 @@ def _compare_pair(index: dict, a: str, b: str, k: int, seeds: Sequence[int] | No
     return out
 
 
-def _depth(index: dict, cell: tuple) -> int:
-    return min(int(entry.row["depth"]) for key, side in index.items() if key[2:] == cell for entry in side.values())
+def _layer(index: dict, cell: tuple) -> float:
+    entry = next(next(iter(side.values())) for key, side in index.items() if key[2:] == cell)
+    return layer_position(cell[1], int(entry.row["depth"]), int(entry.row["module"]))
 
 
 def _seeds(side: dict) -> list:
