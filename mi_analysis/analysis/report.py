@@ -45,7 +45,8 @@ def _difference(row: Mapping[str, Any] | None) -> str:
         return "-"
     text = f"{_number(row['diff']):+.3f} [{_number(row['ci_low']):+.3f}, {_number(row['ci_high']):+.3f}]"
     p = _number(row.get("p_holm"))
-    text += f", p_holm {p:.2g}" if not math.isnan(p) else ""
+    if not math.isnan(p):
+        text += ", p_holm < 0.0001" if p < 1e-4 else f", p_holm {p:.2g}"
     return text + ("" if _paired(row) else " (unpaired)")
 
 
