@@ -4,7 +4,8 @@
 
 Written (each as .png and .pdf), when the tables hold what they need:
 - depth_<quantity>_<estimator>: one quantity along the depth, every (mode, K), CIs, cuts marked;
-- information_depth: I(h;x) and I(h;y) side by side, with the preferred estimator of each;
+- information_depth: I(h;x) and I(h;y) side by side, with the preferred estimator of each (with a
+  darker band for the CI of the mean over seeds where runs of several seeds share a configuration);
 - plane_<mode>_K<K>: the information plane across epochs (runs with several analysed epochs);
 - accuracy_vs_k, memory_vs_k, local_accuracy: from the run directories' metrics.csv;
 - differences (differences_K<K> when there are several K): paired differences along the depth with
@@ -95,7 +96,9 @@ def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path
     chosen = {q: _preferred(q, estimators[q]) for q in estimators}
     if set(chosen) == set(QUANTITIES):
         x_est, y_est = chosen["I(h;x)"], chosen["I(h;y)"]
-        save(plots.plot_information_panel(mi_rows, x_estimator=x_est, y_estimator=y_est), "information_depth")
+        figure = plots.plot_information_panel(mi_rows, x_estimator=x_est, y_estimator=y_est,
+                                              seed_bands=_several_seeds(mi_rows))  # fmt: skip
+        save(figure, "information_depth")
         for mode, k in _several_epochs(mi_rows):
             figure = plots.plot_information_plane(mi_rows, mode, K=k, x_estimator=x_est, y_estimator=y_est)
             save(figure, f"plane_{mode}_K{k}")
@@ -117,6 +120,14 @@ def _preferred(quantity: str, present: set[str]) -> str:
     """The estimator shown in the side-by-side figures: the best ranked present (registry entries and
     reconstruction rows declare their rank per quantity), else the first name."""
     return min(present, key=lambda estimator: (preference_rank(quantity, estimator), estimator))
+
+
+def _several_seeds(rows: list[dict[str, str]]) -> bool:
+    """Whether some (mode, K, point) has rows of more than one training seed."""
+    seeds = defaultdict(set)
+    for row in rows:
+        seeds[(row["mode"], row["K"], row["point"])].add(row.get("seed", ""))
+    return any(len(found - {""}) > 1 for found in seeds.values())
 
 
 def _several_epochs(rows: list[dict[str, str]]) -> list[tuple[str, int]]:

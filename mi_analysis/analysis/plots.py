@@ -31,7 +31,9 @@ from mi_analysis._util.files import read_csv
 from mi_analysis.models.config import run_mode
 
 from .comparisons import GLL, layer_position
+from .paired import stderr_from_ci
 from .report import summary_estimators
+from .seeds import seed_mean
 from .settings import QUANTITIES
 from .table import MI_COLUMNS
 
@@ -168,6 +170,7 @@ def _mi_rows(mi_rows: Any) -> list[dict[str, Any]]:
     return [
         {
             "run": str(row["run"]),
+            "seed": str(row.get("seed", "")),
             "mode": run_mode(_int(row, "K", name), str(row["mode"])),
             "K": _int(row, "K", name),
             "epoch": _int(row, "epoch", name),
@@ -247,6 +250,7 @@ def plot_information_along_depth(
     *,
     K: int | None = None,
     epoch: int | None = None,
+    seed_bands: bool = False,
 ) -> Figure:
     """`quantity` (nats) per layer for every (mode, K) in mi_rows, with its CI shaded.
 
@@ -254,8 +258,10 @@ def plot_information_along_depth(
     input "m{k}.in" of module k sits on the cut, half a step after the last unit of module k-1,
     where a vertical line marks the module boundary (one line style per K). Each run is taken at
     its last epoch (or at `epoch`); runs of the same (mode, K) (seeds) are averaged, and the band
-    spans from the lowest ci_low to the highest ci_high among them. `K` keeps E2E and the local
-    runs with that K. `estimator` may be left out when the table has one for `quantity`.
+    spans from the lowest ci_low to the highest ci_high among them. seed_bands: overlay, darker, the
+    95% CI of the mean over seeds where a layer has rows of 2 or more seeds (seeds.seed_mean: seed-to-
+    seed and sample variation together). `K` keeps E2E and the local runs with that K. `estimator` may
+    be left out when the table has one for `quantity`.
     """
     rows, estimator = _select(_mi_rows(mi_rows), quantity, estimator, epoch)
     local_ks = sorted({row["K"] for row in rows if row["K"] > 1})
@@ -279,6 +285,8 @@ def plot_information_along_depth(
         color = mode_color(mode)
         style = "-" if k == 1 else _K_STYLES[local_ks.index(k) % len(_K_STYLES)]
         ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0, gid=f"band:{mode}:K{k}")
+        if seed_bands:
+            _seed_band(ax, points, xs, color, gid=f"seedband:{mode}:K{k}")
         label = mode_label(mode) + _k_suffix(k, several)
         gid = f"curve:{mode}:K{k}"
         ax.plot(xs, values, color=color, linestyle=style, marker="o", markersize=3, label=label, gid=gid)
@@ -298,6 +306,22 @@ def plot_information_along_depth(
     )
     ax.legend(fontsize=LEGEND_SIZE)
     return figure
+
+
+def _seed_band(ax: Axes, points: Mapping[float, list[dict]], xs: list[float], color: str, gid: str) -> None:
+    """The 95% CI of the mean over seeds at every x with rows of >= 2 distinct seeds (gaps elsewhere)."""
+    lows, highs = [], []
+    for x in xs:
+        rows = points[x]
+        if len({row["seed"] for row in rows}) < 2 or len(rows) != len({row["seed"] for row in rows}):
+            lows.append(math.nan)
+            highs.append(math.nan)
+            continue
+        agg = seed_mean([r["value"] for r in rows], [stderr_from_ci(r["ci_low"], r["ci_high"]) for r in rows])
+        lows.append(agg.ci_low)
+        highs.append(agg.ci_high)
+    if not all(math.isnan(v) for v in lows):
+        ax.fill_between(xs, lows, highs, color=color, alpha=0.3, linewidth=0, gid=gid)
 
 
 def _module_boundaries(rows: Iterable[Mapping[str, Any]]) -> list[float]:
@@ -327,13 +351,14 @@ def plot_information_panel(
     y_estimator: str | None = None,
     K: int | None = None,
     epoch: int | None = None,
+    seed_bands: bool = False,
 ) -> Figure:
     """I(h;x) and I(h;y) along the depth side by side (plot_information_along_depth twice)."""
     rows = _mi_rows(mi_rows)
     figure = Figure(figsize=(12, 4.4), layout="constrained")
     left, right = figure.subplots(1, 2)
-    plot_information_along_depth(rows, "I(h;x)", x_estimator, left, K=K, epoch=epoch)
-    plot_information_along_depth(rows, "I(h;y)", y_estimator, right, K=K, epoch=epoch)
+    plot_information_along_depth(rows, "I(h;x)", x_estimator, left, K=K, epoch=epoch, seed_bands=seed_bands)
+    plot_information_along_depth(rows, "I(h;y)", y_estimator, right, K=K, epoch=epoch, seed_bands=seed_bands)
     left.get_legend().remove()  # the same entries as on the right
     return figure
 
