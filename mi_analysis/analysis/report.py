@@ -108,7 +108,20 @@ def render_comparisons(
                         (significant if _significant(row) else insignificant).append(f"{name} at {label}")
             parts += ["", f"### {quantity}, {estimator} ({next(iter(mine.values()))['kind']}), K={k}", "",
                       *table, "", _verdict(significant, insignificant)]  # fmt: skip
+            parts += _variance_sources([mine[key] for key in mine if key[2] in shown])
     return "\n".join(parts) + "\n"
+
+
+def _variance_sources(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A line saying which source of variance dominates the differences of several seeds (none for one seed)."""
+    dominant = [str(r.get("dominant_variance") or "") for r in rows if _number(r.get("seeds")) > 1]
+    dominant = [d for d in dominant if d]
+    if not dominant:
+        return []
+    seeds = int(max(_number(r.get("seeds")) for r in rows))
+    return ["", f"Over {seeds} seeds: seed-to-seed variation dominates the uncertainty of {dominant.count('seeds')} "
+                f"of {len(dominant)} differences, held-out sample variation that of the other "
+                f"{dominant.count('samples')}."]
 
 
 def _verdict(significant: list[str], insignificant: list[str]) -> str:
