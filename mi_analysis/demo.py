@@ -34,7 +34,6 @@ from mi_analysis.training.recipes import recipe
 from mi_analysis._util.files import write_text
 
 DEMO_MODES = (E2E, "R0", "E", "R1E")
-CONTSUP_MODES = ("E", "R1E")
 SUMMARY_QUANTITIES = ("I(h;y)", "I(h;x)")  # the summary's order: what is kept about the labels first
 
 
@@ -183,7 +182,8 @@ def render_summary(settings: DemoSettings, summaries: dict[str, dict[str, Any]],
         "",
         f"{s.arch} on {s.dataset}, K={s.num_modules} modules, {s.aux_head} local heads, seed {s.seed}; "
         "E2E vs greedy local learning (GLL = R0) vs context supply (E, R1E). All values in nats; "
-        "brackets are 95% confidence intervals. The differences between modes are paired (comparisons.csv).",
+        "brackets are 95% confidence intervals. Differences between modes (comparisons.csv) are paired by "
+        "held-out sample where the estimator allows it, and marked unpaired otherwise.",
         "",
         "## Paired comparisons",
         "",

@@ -73,6 +73,7 @@ class MiTable:
         self.settings = config.settings()
         self._settings_file = settings_path(self.path)
         self._keys: set[tuple[str, ...]] = set()
+        self.columns = MI_COLUMNS  # what append writes: the existing table's own columns
         if self.path.exists():
             self._check_existing()
             self._keys = {row_key(row) for row in read_csv(self.path)}
@@ -81,11 +82,8 @@ class MiTable:
         with open(self.path, newline="") as handle:
             header = next(csv.reader(handle), None)
         if header is not None and tuple(header) == FORMAT_1_COLUMNS:
-            raise ValueError(
-                f"{self.path} was written by an earlier mi_analysis (no sample_set and notes columns); it can be read "
-                "and plotted, but new rows go to another table (--out PATH / out=)"
-            )
-        if header is not None and tuple(header) != MI_COLUMNS:
+            self.columns = FORMAT_1_COLUMNS  # new rows keep its columns; their terms still go beside it
+        elif header is not None and tuple(header) != MI_COLUMNS:
             raise ValueError(
                 f"{self.path} is not an mi.csv table: its columns are {header}, expected {list(MI_COLUMNS)}"
             )
@@ -133,7 +131,7 @@ class MiTable:
         if fresh:
             writer.writerow(MI_COLUMNS)
         for row in rows:
-            writer.writerow([format_value(row[column]) for column in MI_COLUMNS])
+            writer.writerow([format_value(row[column]) for column in self.columns])
         atomic_write(self.path, lambda f: f.write(old + buffer.getvalue().encode()), mode="wb")
         self._keys.update(keys)
 

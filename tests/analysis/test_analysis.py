@@ -206,7 +206,7 @@ def test_per_sample_terms_beside_the_table_average_to_every_row_value(full_table
     assert files and all(f.parent.name == rows[0]["run"] for f in files)
 
 
-def test_a_format_1_table_is_read_and_compared_but_not_appended_to(run_dir, full_table, tmp_path):
+def test_a_format_1_table_is_read_compared_and_resumed_in_its_own_columns(run_dir, full_table, tmp_path):
     _, path = full_table
     table = tmp_path / "mi.csv"
     with open(path, newline="") as source, open(table, "w", newline="") as target:
@@ -214,8 +214,15 @@ def test_a_format_1_table_is_read_and_compared_but_not_appended_to(run_dir, full
         for line in csv.reader(source):
             writer.writerow(line[: len(FORMAT_1_COLUMNS)])
     shutil.copy(settings_path(path), settings_path(table))
-    with pytest.raises(ValueError, match="earlier mi_analysis .* another table"):
-        analyze_run(run_dir, FAST, out=table)
+    rows = read_rows(table)
+    assert "sample_set" not in rows[0] and len(rows) > 1
+    with open(table, newline="") as source, open(tmp_path / "cut.csv", "w", newline="") as target:
+        target.writelines(list(source)[:-1])  # the last row is missing: a resume recomputes it
+    (tmp_path / "cut.csv").replace(table)
+    analyze_run(run_dir, FAST, out=table)
+    resumed = read_rows(table)
+    assert len(resumed) == len(rows) and tuple(resumed[0]) == FORMAT_1_COLUMNS
+    assert [r["value"] for r in resumed] == [r["value"] for r in rows]
     with pytest.raises(ValueError, match="no default pairs"):  # one mode (E): read, but nothing to pair
         compare([table])
 
