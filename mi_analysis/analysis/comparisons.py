@@ -147,10 +147,14 @@ def compare(
     modes = sorted({key[0] for key in index})
     pairs = _pairs(pairs, modes)
     local_ks = sorted({key[1] for key in index if key[0] != E2E}) or [1]
+    layers = {}  # (epoch, point, quantity, estimator) -> position along the depth
+    for key, side in index.items():
+        row = next(iter(side.values())).row
+        layers.setdefault(key[2:], layer_position(key[3], int(row["depth"]), int(row["module"])))
     results: list[tuple[dict[str, Any], dict]] = []  # (row, {seed: (entry a, entry b, Difference)})
     for k in local_ks:
         for a, b in pairs:
-            results += _compare_pair(index, a, b, k, seeds, num_resamples, bootstrap_seed)
+            results += _compare_pair(index, layers, a, b, k, seeds, num_resamples, bootstrap_seed)
     _adjust(results)
     _recovered(results, num_resamples, bootstrap_seed)
     out_rows = [row for row, _ in results]
@@ -174,11 +178,11 @@ def _pairs(pairs: Sequence[tuple[str, str] | str] | None, modes: list[str]) -> l
     return chosen
 
 
-def _compare_pair(index: dict, a: str, b: str, k: int, seeds: Sequence[int] | None, num_resamples: int,
-                  bootstrap_seed: int) -> list[tuple[dict[str, Any], dict]]:  # fmt: skip
+def _compare_pair(index: dict, layers: dict, a: str, b: str, k: int, seeds: Sequence[int] | None,
+                  num_resamples: int, bootstrap_seed: int) -> list[tuple[dict[str, Any], dict]]:  # fmt: skip
     k_a, k_b = (1 if mode == E2E else k for mode in (a, b))
     cells = sorted({key[2:] for key in index if key[:2] in ((a, k_a), (b, k_b))},
-                   key=lambda cell: (int(cell[0]), _layer(index, cell), cell))  # fmt: skip
+                   key=lambda cell: (int(cell[0]), layers[cell], cell))  # fmt: skip
     if not any(key[:2] == (a, k_a) for key in index) or not any(key[:2] == (b, k_b) for key in index):
         return []  # a mode without runs at this K
     out = []
@@ -186,8 +190,7 @@ def _compare_pair(index: dict, a: str, b: str, k: int, seeds: Sequence[int] | No
         side_a, side_b = index.get((a, k_a, *cell), {}), index.get((b, k_b, *cell), {})
         epoch, point, quantity, estimator = cell
         first = next(iter((side_a or side_b).values())).row
-        row: dict[str, Any] = {"point": point, "depth": int(first["depth"]),
-                               "layer": layer_position(point, int(first["depth"]), int(first["module"])),
+        row: dict[str, Any] = {"point": point, "depth": int(first["depth"]), "layer": layers[cell],
                                "quantity": quantity,
                                "estimator": estimator, "kind": first["kind"], "a": a, "b": b, "K": k,
                                "epoch": int(epoch)}  # fmt: skip
@@ -215,11 +218,6 @@ def _compare_pair(index: dict, a: str, b: str, k: int, seeds: Sequence[int] | No
         row.update(_aggregate([d for _, _, d in per_seed.values()]), note="; ".join(notes))
         out.append((row, per_seed))
     return out
-
-
-def _layer(index: dict, cell: tuple) -> float:
-    entry = next(next(iter(side.values())) for key, side in index.items() if key[2:] == cell)
-    return layer_position(cell[1], int(entry.row["depth"]), int(entry.row["module"]))
 
 
 def _seeds(side: dict) -> list:
