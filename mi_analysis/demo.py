@@ -26,7 +26,7 @@ from mi_analysis.analysis import AnalysisConfig, analyze_run
 from mi_analysis.analysis.comparisons import compare
 from mi_analysis.analysis.figures import make_figures
 from mi_analysis.analysis.measure import preference_rank, row_spec
-from mi_analysis.analysis.report import render_comparisons
+from mi_analysis.analysis.report import SUMMARY_QUANTITIES, render_comparisons
 from mi_analysis.models import E2E
 from mi_analysis.training import Trainer, load_run
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
@@ -34,7 +34,6 @@ from mi_analysis.training.recipes import recipe
 from mi_analysis._util.files import write_text
 
 DEMO_MODES = (E2E, "R0", "E", "R1E")
-SUMMARY_QUANTITIES = ("I(h;y)", "I(h;x)")  # the summary's order: what is kept about the labels first
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from mi_analysis.models import E2E
 from .comparisons import ALPHA, GLL
 from .measure import preference_rank
 
-QUANTITY_ORDER = ("I(h;y)", "I(h;x)")
+SUMMARY_QUANTITIES = ("I(h;y)", "I(h;x)")  # the summaries' order: what is kept about the labels first
 
 
 def _number(value: Any) -> float:
@@ -31,7 +31,7 @@ def summary_estimators(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str
     """(quantity, estimator) the summary shows: per quantity the best ranked estimator in nats (kind not
     non_shannon) that has paired rows, else the best ranked one."""
     chosen = []
-    for quantity in QUANTITY_ORDER:
+    for quantity in SUMMARY_QUANTITIES:
         present = {str(r["estimator"]) for r in rows if r["quantity"] == quantity and r["kind"] != "non_shannon"}
         paired = {str(r["estimator"]) for r in rows if r["quantity"] == quantity and _paired(r)} & present
         pool = paired or present
