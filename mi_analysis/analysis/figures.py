@@ -8,8 +8,9 @@ Written (each as .png and .pdf), when the tables hold what they need:
   darker band for the CI of the mean over seeds where runs of several seeds share a configuration);
 - plane_<mode>_K<K>: the information plane across epochs (runs with several analysed epochs);
 - accuracy_vs_k, memory_vs_k, local_accuracy: from the run directories' metrics.csv;
-- differences (differences_K<K> when there are several K): paired differences along the depth with
-  their CIs and a zero line, from comparisons.csv tables (`mi-analysis compare`).
+- differences (differences_K<K> when there are several K; differences_<folder>_<stem> per table when
+  there are several tables): paired differences along the depth with their CIs and a zero line, from
+  comparisons.csv tables (`mi-analysis compare`).
 """
 
 from __future__ import annotations
@@ -39,20 +40,20 @@ def read_inputs(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], lis
     return rows, summaries
 
 
-def _read_all(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[dict[str, Any]], list[list[dict]]]:
-    """read_inputs, and the rows of every comparisons.csv table found (one list per table)."""
+def _read_all(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[dict[str, Any]], dict[Path, list]]:
+    """read_inputs, and the rows of every comparisons.csv table found, by path."""
     rows: dict[tuple[str, ...], dict[str, str]] = {}
     summaries: dict[str, dict[str, Any]] = {}
-    comparisons: list[list[dict[str, str]]] = []
+    comparisons: dict[Path, list[dict[str, str]]] = {}
     for item in map(Path, inputs):
         if item.is_dir():
             found = sorted(item.rglob("*.csv"))
             tables = [p for p in found if _is_mi_table(p)]
-            comparisons += [read_csv(p) for p in found if _is_comparisons(p)]
+            comparisons.update((p, read_csv(p)) for p in found if _is_comparisons(p))
             summaries.update((s["path"], s) for s in collect_runs(item))
         elif item.is_file():
             if _is_comparisons(item):
-                comparisons.append(read_csv(item))
+                comparisons[item] = read_csv(item)
                 continue
             if not _is_mi_table(item):
                 raise ValueError(f"{item} is neither an mi.csv table (columns {list(MI_COLUMNS)}) nor a "
@@ -107,12 +108,13 @@ def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path
         save(plots.plot_accuracy_vs_k(with_accuracy), "accuracy_vs_k")
         save(plots.plot_memory_vs_k(with_accuracy), "memory_vs_k")
         save(plots.plot_local_accuracy(with_accuracy), "local_accuracy")
-    for table in comparisons:
+    for path, table in comparisons.items():
         with_differences = [row for row in table if row["diff"] != ""]
         ks = sorted({int(row["K"]) for row in with_differences})
+        # one comparisons table: "differences"; several: named after their folders
+        stem = "differences" if len(comparisons) == 1 else f"differences_{path.parent.name}_{path.stem}"
         for k in ks:
-            figure = plots.plot_differences(with_differences, K=k)
-            save(figure, "differences" if len(ks) == 1 else f"differences_K{k}")
+            save(plots.plot_differences(with_differences, K=k), stem if len(ks) == 1 else f"{stem}_K{k}")
     return written
 
 
