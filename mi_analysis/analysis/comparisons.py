@@ -238,7 +238,8 @@ def _difference(a: _Entry, b: _Entry, num_resamples: int, bootstrap_seed: int) -
         if spec is not None and not spec.per_sample:
             note = f"unpaired: {estimator} is not a mean of per-sample terms"
         else:
-            note = "unpaired: no per-sample terms stored for one side (a table of an earlier format?)"
+            note = ("unpaired: no per-sample terms stored for one side (a table of an earlier format, or a result "
+                    "that is not their mean, e.g. a clipped KDE bound)")
     va, vb = float(a.row["value"]), float(b.row["value"])
     se_a = stderr_from_ci(float(a.row["ci_low"]), float(a.row["ci_high"]))
     se_b = stderr_from_ci(float(b.row["ci_low"]), float(b.row["ci_high"]))
