@@ -17,9 +17,10 @@ E2E (what greedy local learning loses) and every other mode - R0 (what context s
 - Several seeds: seed i of a is paired with seed i of b; the per-seed differences are averaged
   with a CI over seeds that holds both seed-to-seed and sample variation (seeds.py), and
   var_seeds, var_samples, dominant_variance say which dominates.
-- Recovered fraction (mode - R0) / (E2E - R0), on the rows of a ContSup mode against R0, with a
-  95% CI on the same resamples (several seeds: over seeds); only where the GLL loss R0 - E2E at that
-  point is significant (p_holm < 0.05); elsewhere empty and recovered_note says why.
+- Recovered fraction (mode - R0) / (E2E - R0), on the rows (in nats) of a ContSup mode against R0,
+  with a 95% CI on the same resamples (several seeds: over seeds); only where GLL loses at that
+  point, R0 - E2E < 0 with p_holm < 0.05; elsewhere empty and recovered_note says why ("GLL loss not
+  significant", "no GLL loss: GLL above E2E", ...).
 - A point, estimator or seed present on one side only gives a row with empty numbers and a note.
 
 What a difference of two lower bounds (probe rows) measures: the difference in information that
@@ -53,6 +54,7 @@ from .table import is_mi_header, row_key
 GLL = "R0"
 ALPHA = 0.05  # family-wise level of the Holm-adjusted tests that gate the recovered fraction
 NOT_SIGNIFICANT = "GLL loss not significant"
+NO_LOSS = "no GLL loss: GLL above E2E"
 COMPARISON_COLUMNS = (
     "point", "depth", "layer", "quantity", "estimator", "kind", "a", "b", "K", "epoch", "diff", "ci_low", "ci_high",
     "p_value", "p_holm", "n", "seeds", "paired", "recovered", "recovered_low", "recovered_high", "recovered_note",
@@ -280,10 +282,14 @@ def _recovered(results: list[tuple[dict[str, Any], dict]], num_resamples: int, b
             continue
         loss, loss_seeds = losses.get((row["K"], row["epoch"], row["point"], row["quantity"], row["estimator"]),
                                       (None, {}))  # fmt: skip
-        if loss is None or "diff" not in loss:
+        if row["kind"] == "non_shannon":
+            row["recovered_note"] = "not in nats"  # e.g. an error, where less is more
+        elif loss is None or "diff" not in loss:
             row["recovered_note"] = f"no {E2E} row at this point"
         elif not loss.get("p_holm", math.nan) < ALPHA:
             row["recovered_note"] = NOT_SIGNIFICANT
+        elif loss["diff"] > 0:
+            row["recovered_note"] = NO_LOSS
         elif not (row["paired"] and loss["paired"]) or set(per_seed) != set(loss_seeds):
             row["recovered_note"] = "needs paired per-sample terms on the same seeds"
         elif len(per_seed) == 1:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from mi_analysis.analysis.comparisons import NOT_SIGNIFICANT, compare
+from mi_analysis.analysis.comparisons import NO_LOSS, NOT_SIGNIFICANT, compare
 from mi_analysis.analysis.holm import holm
 from mi_analysis.analysis.paired import paired_difference, ratio_of_differences, stderr_from_ci, unpaired_difference
 from mi_analysis.analysis.report import render_comparisons
@@ -185,6 +185,16 @@ def test_recovered_fraction_is_absent_when_the_gll_loss_is_not_significant(tmp_p
     loss, gain = compare([table])
     assert loss["p_holm"] >= 0.05 and gain["p_holm"] < 0.05
     assert "recovered" not in gain and gain["recovered_note"] == NOT_SIGNIFICANT
+
+
+def test_recovered_fraction_is_absent_where_gll_is_above_e2e(tmp_path):
+    rng = np.random.default_rng(11)
+    e2e, gll, contsup = correlated(rng, (-0.3, 0.0, 0.1))
+    table = write_table(tmp_path / "mi.csv", {("E2E", 1, 0, "s1"): e2e, ("R0", 4, 0, "s1"): gll,
+                                              ("E", 4, 0, "s1"): contsup})
+    loss, gain = compare([table])
+    assert loss["diff"] > 0 and loss["p_holm"] < 0.05
+    assert "recovered" not in gain and gain["recovered_note"] == NO_LOSS
 
 
 def test_different_sample_sets_are_never_paired(tmp_path):
