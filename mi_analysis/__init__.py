@@ -6,7 +6,7 @@ and measure how much information each layer keeps about the input and the label.
 
 from mi_analysis._util import moved
 from mi_analysis._util.version import __version__
-from mi_analysis.analysis import AnalysisConfig, analyze_model, analyze_run, collect_runs, plots
+from mi_analysis.analysis import AnalysisConfig, analyze_model, analyze_run, collect_runs, compare, plots
 from mi_analysis.capture import capture
 from mi_analysis.estimators import MIResult, estimate
 from mi_analysis.models import LocalNet, ModelConfig, build
@@ -28,6 +28,7 @@ __all__ = [
     "build",
     "capture",
     "collect_runs",
+    "compare",
     "estimate",
     "load_run",
     "plots",

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from mi_analysis._util.config import parse_value
 from mi_analysis.analysis import AnalysisConfig, analyze_run, settings_path
+from mi_analysis.analysis.comparisons import compare
 from mi_analysis.analysis.figures import make_figures
 from mi_analysis.analysis.runs import why_not_analysable
 from mi_analysis.bench import main as bench_main
@@ -244,6 +245,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    rows = compare(args.inputs, pairs=args.pairs, seeds=args.seeds, out=args.out)
+    measured = [row for row in rows if "diff" in row]
+    significant = sum(row.get("p_holm", 1.0) < 0.05 for row in measured)
+    unpaired = sum(not row["paired"] for row in measured)
+    print(f"{len(rows)} rows in {args.out}: {len(measured)} differences ({significant} with Holm-adjusted p < 0.05, "
+          f"{unpaired} unpaired), {len(rows) - len(measured)} gaps (see the note column)")
+    return 0
+
+
 class _RenamedFlag(argparse.Action):
     """Stores like its first (current) spelling; a later, older spelling still works and says so."""
 
@@ -330,8 +341,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="the table to write (default RUN_DIR/mi.csv)")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("plot", help="figures (PNG + PDF) from run folders and mi.csv tables")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="RUNS_ROOT_OR_MI_CSV")
+    p = sub.add_parser("compare", help="paired differences of modes (95%% CI, Holm p, recovered fraction) -> csv")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="RUNS_OR_MI_CSV")
+    p.add_argument("--out", type=Path, default=Path("comparisons.csv"), help="default comparisons.csv")
+    p.add_argument("--pairs", nargs="+", metavar="A:B",
+                   help="modes to compare as A - B (default R0:E2E and every other mode:R0)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="training seeds to pair (seed i of A with seed i of B; each must exist on both sides)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plot", help="figures (PNG + PDF) from run folders, mi.csv and comparisons.csv tables")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="RUNS_ROOT_OR_CSV")
     p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
     p.set_defaults(func=cmd_plot)
 

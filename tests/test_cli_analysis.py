@@ -1,3 +1,5 @@
+import csv
+
 import pytest
 import yaml
 
@@ -70,6 +72,28 @@ def test_plot_from_one_table(analysed, tmp_path):
     out = tmp_path / "figures"
     assert main(["plot", str(e2e / "mi.csv"), "--out", str(out)]) == 0
     assert (out / "information_depth.pdf").is_file() and not (out / "accuracy_vs_k.png").exists()
+
+
+def test_compare_end_to_end_pairs_the_two_runs_and_plots_the_differences(analysed, tmp_path, capsys):
+    """E2E (epoch 1: stem, s2.b2, s3.b2) against GLL (epochs 1 and 2 at its module boundaries, of which only
+    s3.b2 is among E2E's points): both were measured on the same held-out digits, so s3.b2 at epoch 1 is
+    paired; the rest are explicit gaps."""
+    root, _, _ = analysed
+    out = tmp_path / "comparisons.csv"
+    assert main(["compare", str(root), "--out", str(out)]) == 0
+    assert f"rows in {out}" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out)))
+    assert {(r["a"], r["b"], r["K"]) for r in rows} == {("R0", "E2E", "2")}
+    measured = [r for r in rows if r["diff"] != ""]
+    assert {(r["epoch"], r["point"]) for r in measured} == {("1", "s3.b2")}
+    assert all(r["paired"] == "true" and r["seeds"] == "1" and float(r["ci_low"]) <= float(r["diff"])
+               <= float(r["ci_high"]) for r in measured)  # fmt: skip
+    assert all(r["note"].startswith("no ") for r in rows if r["diff"] == "")
+    figures = tmp_path / "figures"
+    assert main(["plot", str(out), "--out", str(figures)]) == 0
+    assert (figures / "differences.png").stat().st_size > 0
+    assert main(["compare", str(root), "--pairs", "E:R0", "--out", str(out)]) == 2
+    assert "mode(s) ['E'] that the tables do not hold" in capsys.readouterr().err
 
 
 def test_cli_errors_are_clear(analysed, tmp_path, capsys):

@@ -50,7 +50,17 @@ def test_boundary_table_known_values():
                 "value": value, "ci_low": value - half, "ci_high": value + half}
 
     rows = [row("E2E", 2.0, 0.1), row("R0", 1.0, 0.1), row("E", 1.5, 0.1), row("R1E", 2.0, 0.1)]
-    table = boundary_table(rows, ["u"], "I(h;y)", "p")
-    line = table.splitlines()[-1]
-    assert "| -1.000 ± 0.141 |" in line  # GLL - E2E with CI half-widths combined in quadrature
-    assert "| 50% | 100% |" in line  # E recovers half of what GLL lost, R1E all of it
+    line = boundary_table(rows, ["u"], "I(h;y)", "p").splitlines()[-1]
+    assert line == "| after module 0 | u | 2.000 [1.900, 2.100] | 1.000 [0.900, 1.100] | 1.500 [1.400, 1.600] | " \
+                   "2.000 [1.900, 2.100] |"
+
+
+def test_demo_writes_paired_comparisons(demo_dir):
+    rows = list(csv.DictReader(open(demo_dir / "comparisons.csv")))
+    pairs = {(r["a"], r["b"]) for r in rows}
+    assert pairs == {("R0", "E2E"), ("E", "R0"), ("R1E", "R0")}
+    probe = [r for r in rows if r["estimator"] == "probe_linear" and r["diff"] != ""]
+    assert probe and all(r["paired"] == "true" for r in probe)
+    summary = (demo_dir / "summary.md").read_text()
+    assert "## Paired comparisons" in summary and "p_holm" in summary
+    assert (demo_dir / "figures" / "differences.png").stat().st_size > 0

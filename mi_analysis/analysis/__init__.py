@@ -3,6 +3,7 @@
     from mi_analysis.analysis import AnalysisConfig, analyze_run, analyze_model, collect_runs
     rows = analyze_run("runs/cifar10-resnet32-K16-R0-...", AnalysisConfig(held_out_size=5000))
     rows = analyze_model(torchvision_resnet18, (x, y), ["layer1", "layer2", "layer3", "layer4"])
+    rows = compare(["runs/demo/mi.csv"], out="comparisons.csv")   # paired differences of the modes
 
 This is the only place that joins a model, its activations and the estimators.
 Every row says what its number is (kind: lower_bound, upper_bound, estimate, proxy, non_shannon),
@@ -11,6 +12,7 @@ measure.py for why no I(h;x) row of a deterministic network is "the" I(h;x).
 """
 
 from . import plots
+from .comparisons import compare
 from .runs import analyze_model, analyze_run, boundary_points, collect_runs, select_points, typed_row
 from .settings import QUANTITIES, AnalysisConfig
 from .table import MI_COLUMNS, MiTable, settings_path
@@ -24,6 +26,7 @@ __all__ = [
     "analyze_run",
     "boundary_points",
     "collect_runs",
+    "compare",
     "select_points",
     "settings_path",
     "plots",

@@ -25,6 +25,8 @@ class SampleSets:
 
     fit_x, held_out_x: what the model takes (e.g. normalised images); labels: int64 (n_held_out,);
     target_fit, target_held_out: (n, D) float, e.g. pixels on the 0..1 scale.
+    held_out_ids: int64 (n_held_out,) ids of the held-out samples in their source (e.g. indices in the
+    test set), which per-sample terms are stored with; sample_set: a short hash of them (samples.py).
     """
 
     fit_x: Tensor
@@ -32,13 +34,17 @@ class SampleSets:
     labels: Tensor
     target_fit: Tensor
     target_held_out: Tensor
+    held_out_ids: Tensor
+    sample_set: str
 
     def __post_init__(self) -> None:
         n_fit, n_held_out = len(self.fit_x), len(self.held_out_x)
-        if len(self.target_fit) != n_fit or len(self.labels) != n_held_out or len(self.target_held_out) != n_held_out:
+        if (len(self.target_fit) != n_fit or len(self.labels) != n_held_out or len(self.target_held_out) != n_held_out
+                or len(self.held_out_ids) != n_held_out):
             raise ValueError(
                 f"sample sets disagree in length: fit_x {n_fit}, target_fit {len(self.target_fit)}, held_out_x {n_held_out}, "
-                f"labels {len(self.labels)}, target_held_out {len(self.target_held_out)}"
+                f"labels {len(self.labels)}, target_held_out {len(self.target_held_out)}, "
+                f"held_out_ids {len(self.held_out_ids)}"
             )
         if n_fit < 2:
             raise ValueError(f"the fitting set needs at least 2 samples, got {n_fit}")
@@ -65,9 +71,12 @@ def measure_model(
     *,
     done: Callable[[tuple[str, ...]], bool] = lambda key: False,
     emit: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
+    emit_terms: Callable[[str, dict[tuple[str, str], Tensor]], None] = lambda point, terms: None,
 ) -> list[dict[str, Any]]:
     """Rows for every point and wanted (quantity, method) not yet `done`; `emit` gets each point's rows
     as soon as they exist (so a table grows point by point). base_row holds run, mode, K, seed, epoch.
+    emit_terms(point, {(quantity, estimator): per-sample terms (n_held_out,)}) is called before `emit`
+    with the terms of the point's new rows whose estimators have them (MIResult.terms).
 
     A point whose activations equal those of an earlier point on both sets (the input "m{k}.in" of
     plain GLL, R0, is the detached output of module k-1) reuses that point's results: the estimators
@@ -109,11 +118,14 @@ def measure_model(
             reduced = reduce_point(fit_d, held_out_d, config.pca_dim)
             for pair in missing:
                 results[pair] = measure_point(fit_d, held_out_d, reduced, inputs, config, [pair])
-        point_rows = [
-            _row(base_row, point, quantity, estimator, result)
+        fresh = [
+            (quantity, estimator, result)
             for pair in todo[point.name] for quantity, estimator, result in results[pair]
             if not done(key_of(base_row, point.name, quantity, estimator))
         ]  # fmt: skip
+        emit_terms(point.name, {(q, e): r.terms for q, e, r in fresh if r.terms is not None})
+        point_rows = [_row(base_row, point, quantity, estimator, result, data.sample_set)
+                      for quantity, estimator, result in fresh]
         emit(point_rows)
         rows += point_rows
     return rows
@@ -157,9 +169,11 @@ def requested_keys(base_row: dict[str, Any], points: list[Tap], config: Analysis
     }  # fmt: skip
 
 
-def _row(base_row: dict[str, Any], point: Tap, quantity: str, estimator: str, result) -> dict[str, Any]:
+def _row(base_row: dict[str, Any], point: Tap, quantity: str, estimator: str, result, sample_set: str
+         ) -> dict[str, Any]:  # fmt: skip
     return {
         **base_row, "point": point.name, "depth": point.depth, "module": point.module, "quantity": quantity,
         "estimator": estimator, "kind": result.kind, "value": float(result.value),
         "ci_low": float(result.ci[0]), "ci_high": float(result.ci[1]), "n": int(result.n),
+        "sample_set": sample_set, "notes": "; ".join(result.notes),
     }  # fmt: skip

@@ -30,6 +30,10 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from mi_analysis._util.files import read_csv
 from mi_analysis.models.config import run_mode
 
+from .comparisons import GLL, layer_position
+from .paired import stderr_from_ci
+from .report import summary_estimators
+from .seeds import seed_mean
 from .settings import QUANTITIES
 from .table import MI_COLUMNS
 
@@ -45,11 +49,13 @@ __all__ = [
     "plot_accuracy_vs_k",
     "plot_memory_vs_k",
     "plot_local_accuracy",
+    "plot_differences",
     "save_figure",
 ]
 
-# The mi.csv columns the figures draw from; rows without seed and n (e.g. built by hand) plot too.
-PLOTTED_COLUMNS = tuple(column for column in MI_COLUMNS if column not in ("seed", "n"))
+# The mi.csv columns the figures draw from; rows without seed, n, sample_set and notes (e.g. built by
+# hand, or tables of an earlier format) plot too.
+PLOTTED_COLUMNS = tuple(column for column in MI_COLUMNS if column not in ("seed", "n", "sample_set", "notes"))
 
 # One colour per mode in every figure; the order is the legend order.
 MODE_COLORS = {
@@ -164,6 +170,7 @@ def _mi_rows(mi_rows: Any) -> list[dict[str, Any]]:
     return [
         {
             "run": str(row["run"]),
+            "seed": str(row.get("seed", "")),
             "mode": run_mode(_int(row, "K", name), str(row["mode"])),
             "K": _int(row, "K", name),
             "epoch": _int(row, "epoch", name),
@@ -228,8 +235,7 @@ def _layer_x(row: Mapping[str, Any]) -> float:
     its units); the context-augmented input of module k sits half a step after the last unit of
     module k-1, i.e. on the cut. E2E (one module) has x = depth.
     """
-    x = row["depth"] - row["module"]
-    return x + 0.5 if _is_module_input(row) else float(x)
+    return layer_position(row["point"], row["depth"], row["module"])
 
 
 def _kind_text(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -244,6 +250,7 @@ def plot_information_along_depth(
     *,
     K: int | None = None,
     epoch: int | None = None,
+    seed_bands: bool = False,
 ) -> Figure:
     """`quantity` (nats) per layer for every (mode, K) in mi_rows, with its CI shaded.
 
@@ -251,8 +258,10 @@ def plot_information_along_depth(
     input "m{k}.in" of module k sits on the cut, half a step after the last unit of module k-1,
     where a vertical line marks the module boundary (one line style per K). Each run is taken at
     its last epoch (or at `epoch`); runs of the same (mode, K) (seeds) are averaged, and the band
-    spans from the lowest ci_low to the highest ci_high among them. `K` keeps E2E and the local
-    runs with that K. `estimator` may be left out when the table has one for `quantity`.
+    spans from the lowest ci_low to the highest ci_high among them. seed_bands: overlay, darker, the
+    95% CI of the mean over seeds where a layer has rows of 2 or more seeds (seeds.seed_mean: seed-to-
+    seed and sample variation together). `K` keeps E2E and the local runs with that K. `estimator` may
+    be left out when the table has one for `quantity`.
     """
     rows, estimator = _select(_mi_rows(mi_rows), quantity, estimator, epoch)
     local_ks = sorted({row["K"] for row in rows if row["K"] > 1})
@@ -276,6 +285,8 @@ def plot_information_along_depth(
         color = mode_color(mode)
         style = "-" if k == 1 else _K_STYLES[local_ks.index(k) % len(_K_STYLES)]
         ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0, gid=f"band:{mode}:K{k}")
+        if seed_bands:
+            _seed_band(ax, points, xs, color, gid=f"seedband:{mode}:K{k}")
         label = mode_label(mode) + _k_suffix(k, several)
         gid = f"curve:{mode}:K{k}"
         ax.plot(xs, values, color=color, linestyle=style, marker="o", markersize=3, label=label, gid=gid)
@@ -295,6 +306,22 @@ def plot_information_along_depth(
     )
     ax.legend(fontsize=LEGEND_SIZE)
     return figure
+
+
+def _seed_band(ax: Axes, points: Mapping[float, list[dict]], xs: list[float], color: str, gid: str) -> None:
+    """The 95% CI of the mean over seeds at every x with rows of >= 2 distinct seeds (gaps elsewhere)."""
+    lows, highs = [], []
+    for x in xs:
+        rows = points[x]
+        if len({row["seed"] for row in rows}) < 2 or len(rows) != len({row["seed"] for row in rows}):
+            lows.append(math.nan)
+            highs.append(math.nan)
+            continue
+        agg = seed_mean([r["value"] for r in rows], [stderr_from_ci(r["ci_low"], r["ci_high"]) for r in rows])
+        lows.append(agg.ci_low)
+        highs.append(agg.ci_high)
+    if not all(math.isnan(v) for v in lows):
+        ax.fill_between(xs, lows, highs, color=color, alpha=0.3, linewidth=0, gid=gid)
 
 
 def _module_boundaries(rows: Iterable[Mapping[str, Any]]) -> list[float]:
@@ -324,13 +351,14 @@ def plot_information_panel(
     y_estimator: str | None = None,
     K: int | None = None,
     epoch: int | None = None,
+    seed_bands: bool = False,
 ) -> Figure:
     """I(h;x) and I(h;y) along the depth side by side (plot_information_along_depth twice)."""
     rows = _mi_rows(mi_rows)
     figure = Figure(figsize=(12, 4.4), layout="constrained")
     left, right = figure.subplots(1, 2)
-    plot_information_along_depth(rows, "I(h;x)", x_estimator, left, K=K, epoch=epoch)
-    plot_information_along_depth(rows, "I(h;y)", y_estimator, right, K=K, epoch=epoch)
+    plot_information_along_depth(rows, "I(h;x)", x_estimator, left, K=K, epoch=epoch, seed_bands=seed_bands)
+    plot_information_along_depth(rows, "I(h;y)", y_estimator, right, K=K, epoch=epoch, seed_bands=seed_bands)
     left.get_legend().remove()  # the same entries as on the right
     return figure
 
@@ -565,6 +593,67 @@ def _mean_of_numbers(values: Iterable[float]) -> float:
 
 def _fraction_or_nan(value: float, column: str) -> float:
     return value if math.isnan(value) else _fraction_to_percent(value, column)
+
+
+# ---------------------------------------------------------------- paired differences
+
+
+def _comparison_rows(comparison_rows: Any) -> list[dict[str, Any]]:
+    """Rows of comparisons.csv (or compare()) with a difference, numbers as floats."""
+    rows = _rows(comparison_rows, "comparison_rows", ("point", "layer", "quantity", "estimator", "kind", "a", "b",
+                                                       "K", "epoch", "diff", "ci_low", "ci_high"))  # fmt: skip
+    name = "comparison_rows"
+    return [
+        {**row, "K": _int(row, "K", name), "epoch": _int(row, "epoch", name), "layer": _float(row, "layer", name),
+         "diff": _float(row, "diff", name), "ci_low": _float(row, "ci_low", name),
+         "ci_high": _float(row, "ci_high", name)}
+        for row in rows if row["diff"] not in ("", None)
+    ]  # fmt: skip
+
+
+def plot_differences(
+    comparison_rows: Any, *, K: int | None = None, epoch: int | None = None, ax_pair: Sequence[Axes] | None = None
+) -> Figure:
+    """Paired differences along the depth, I(h;y) left and I(h;x) right (the estimator of each the summary
+    shows: report.summary_estimators): every pair a - b (GLL - E2E, ContSup - GLL, ...) with its 95% CI
+    shaded and a zero line; a band that excludes 0 is a significant difference before the Holm adjustment.
+    The last epoch unless `epoch`; `K` picks one K when the rows hold several."""
+    rows = _comparison_rows(comparison_rows)
+    if not rows:
+        raise ValueError("comparison_rows has no differences to plot (only gaps)")
+    ks = sorted({row["K"] for row in rows})
+    if K is None and len(ks) > 1:
+        raise ValueError(f"comparison_rows hold several K {ks}; pass K=")
+    k = ks[0] if K is None else K
+    at = max(row["epoch"] for row in rows) if epoch is None else epoch
+    rows = [row for row in rows if row["K"] == k and row["epoch"] == at]
+    if not rows:
+        raise ValueError(f"comparison_rows have no differences at K={k}, epoch {at}")
+    if ax_pair is None:
+        figure = Figure(figsize=(12, 4.4), layout="constrained")
+        ax_pair = figure.subplots(1, 2)
+    figure = ax_pair[0].figure
+    shown = dict(summary_estimators(rows))
+    for ax, quantity in zip(ax_pair, ("I(h;y)", "I(h;x)")):
+        mine = [row for row in rows if (row["quantity"], row["estimator"]) == (quantity, shown.get(quantity))]
+        pairs = sorted({(row["a"], row["b"]) for row in mine}, key=lambda p: (p[1] != "E2E", _mode_order(p[0])))
+        for a, b in pairs:
+            line = sorted((row for row in mine if (row["a"], row["b"]) == (a, b)), key=lambda row: row["layer"])
+            xs = [row["layer"] for row in line]
+            color = mode_color(a)
+            label = f"{'GLL' if a == GLL else mode_label(a)} - {'GLL' if b == GLL else mode_label(b)}"
+            ax.fill_between(xs, [r["ci_low"] for r in line], [r["ci_high"] for r in line], color=color, alpha=0.2,
+                            linewidth=0, gid=f"band:{a}-{b}")  # fmt: skip
+            ax.plot(xs, [r["diff"] for r in line], color=color, marker="o", markersize=3,
+                    linestyle="--" if b == "E2E" else "-", label=label, gid=f"curve:{a}-{b}")  # fmt: skip
+        ax.axhline(0.0, color="0.3", linewidth=0.8, gid="zero")
+        estimator = shown.get(quantity, "none")
+        kinds = _kind_text(mine) if mine else "no rows"
+        _style_axes(ax, "layer (unit; module inputs sit on the cuts)", f"difference in {quantity} [nats], {kinds}",
+                    f"paired differences, {quantity} ({estimator}), K={k}")  # fmt: skip
+        if mine:
+            ax.legend(fontsize=LEGEND_SIZE)
+    return figure
 
 
 # ---------------------------------------------------------------- saving

@@ -27,6 +27,14 @@ reconstructed dimension cannot dominate.
 Uncertainty: both values come from per-sample squared errors of the held-out set; stderr and 95% CI
 by disjoint subsampling (estimators.uncertainty.subsample_result). They cover the sampling of the
 held-out set, not the randomness of the fitted decoder.
+
+Per-sample terms (MIResult.terms, for paired comparisons): reconstruction_mse is the mean of the
+per-sample errors mean_d e_id. reconstruction_gaussian is a smooth function of per-dimension means,
+so its terms are linearised (influence-function) terms
+    t_i = value + 0.5 sum_d [(x_id - mean_d)^2 / var_d - e_id / mse_d]
+over the dimensions whose term is not clipped (a clipped term is locally constant). Their mean is
+exactly the value, and a bootstrap of their mean is the delta-method bootstrap of the proxy. Two
+runs measured on the same held-out inputs share the first part, which cancels in a difference.
 """
 
 from __future__ import annotations
@@ -149,6 +157,19 @@ def _fit_mlp(z: Tensor, x: Tensor, z_val: Tensor, x_val: Tensor, gen: torch.Gene
     return net.eval().requires_grad_(False)
 
 
+def gaussian_proxy_terms(squared_errors: Tensor, x: Tensor) -> Tensor:
+    """Linearised per-sample terms (n,) float64 of gaussian_proxy (module docstring); mean = the proxy."""
+    x = x.double()
+    variance = x.var(0, unbiased=False)
+    informative = variance > 0
+    mse = squared_errors.mean(0)[informative].clamp_min(1e-300)
+    raw = 0.5 * (variance[informative].log() - mse.log())
+    free = (raw > 0) & (raw < MAX_TERM)  # dimensions whose term is not clipped
+    spread = (x[:, informative] - x[:, informative].mean(0)).square() / variance[informative]
+    influence = 0.5 * (spread[:, free] - squared_errors[:, informative][:, free] / mse[free]).sum(1)
+    return gaussian_proxy(squared_errors, x) + influence
+
+
 def gaussian_proxy(squared_errors: Tensor, x: Tensor) -> float:
     """0.5 * sum_d clip(log(var_d(x) / mse_d), 0, 2 MAX_TERM) over dims with var_d > 0; (n, D) inputs."""
     variance = x.var(0, unbiased=False)
@@ -178,11 +199,9 @@ def reconstruction_results(
         return float(per_sample.mean() if rows is None else per_sample[rows].mean())
 
     params = {"decoder": kind, "seed": seed, "input_dims": x_probe.shape[1], "fit_samples": len(z_fit)}
+    proxy = subsample_result(proxy_of, n, kind="proxy", method="reconstruction_gaussian", params=params, seed=seed)
+    mse = subsample_result(mse_of, n, kind="non_shannon", method="reconstruction_mse", params=params, seed=seed)
     return {
-        "reconstruction_gaussian": subsample_result(
-            proxy_of, n, kind="proxy", method="reconstruction_gaussian", params=params, seed=seed
-        ),
-        "reconstruction_mse": subsample_result(
-            mse_of, n, kind="non_shannon", method="reconstruction_mse", params=params, seed=seed
-        ),
+        "reconstruction_gaussian": dataclasses.replace(proxy, terms=gaussian_proxy_terms(squared, x_probe).cpu()),
+        "reconstruction_mse": dataclasses.replace(mse, terms=per_sample.cpu()),
     }

@@ -24,6 +24,7 @@ from mi_analysis.training.checkpoints import load_checkpoint
 from mi_analysis.training.trainer import failure_of, load_run
 
 from .engine import SampleSets, measure_model, requested_keys
+from .samples import sample_set_id, write_terms
 from .settings import POINT_SETS, AnalysisConfig
 from .table import MI_COLUMNS, MiTable, format_value, read_rows, row_key
 
@@ -98,7 +99,12 @@ def analyze_run(
         points = select_points(model, config.points)  # unknown names fail before any data is loaded
         requested |= requested_keys(base, points, config)
         data = data or _run_samples(run_config, config)
-        rows += measure_model(model, points, data, config, base, device, done=table.done, emit=table.append)
+
+        def store_terms(point: str, terms: dict, epoch: int = epoch) -> None:
+            write_terms(table.path, run_dir.name, epoch, point, data.held_out_ids, terms)
+
+        rows += measure_model(model, points, data, config, base, device, done=table.done, emit=table.append,
+                              emit_terms=store_terms)  # fmt: skip
     return _this_call(table, requested, rows)
 
 
@@ -163,12 +169,15 @@ def _run_samples(run: RunConfig, config: AnalysisConfig) -> SampleSets:
         )
     held_out = _draw(len(test), config.held_out_size, config.seed)
     fit = _draw(len(train), config.fit_size, config.seed + 1)
+    ids = splits.test_indices[held_out]  # positions in the data set's full test set
     return SampleSets(
         fit_x=normalize(train.images[fit], splits.info),
         held_out_x=normalize(test.images[held_out], splits.info),
         labels=test.labels[held_out],
         target_fit=train.images[fit].float().div(255).flatten(1),  # un-normalised pixels, 0..1
         target_held_out=test.images[held_out].float().div(255).flatten(1),
+        held_out_ids=ids,
+        sample_set=sample_set_id(f"{d.dataset}:{d.image_size}:test", ids),
     )
 
 
@@ -192,7 +201,7 @@ def typed_row(row: Mapping[str, str]) -> dict[str, Any]:
     """An mi.csv row read as text, with numbers as int / float ('' as None)."""
     out: dict[str, Any] = {}
     for column in MI_COLUMNS:
-        text = row[column]
+        text = row.get(column, "")  # columns an earlier table format lacks read as empty
         if column in INT_COLUMNS:
             out[column] = int(text) if text != "" else None
         elif column in FLOAT_COLUMNS:
@@ -250,7 +259,8 @@ def analyze_model(
         fit_x = fit_x[_draw(len(fit_x), config.fit_size, config.seed + 1)]
     held_out_x = x[held_out]
     target = target or (lambda inputs: inputs)
-    samples = SampleSets(fit_x, held_out_x, y[held_out], target(fit_x).flatten(1), target(held_out_x).flatten(1))
+    samples = SampleSets(fit_x, held_out_x, y[held_out], target(fit_x).flatten(1), target(held_out_x).flatten(1),
+                         held_out_ids=held_out, sample_set=sample_set_id("data", held_out))
     k = getattr(model, "num_modules", 1)
     mode = model.mode if isinstance(model, LocalNet) else E2E
     base = {"run": run or type(model).__name__, "mode": mode, "K": k, "seed": None, "epoch": epoch}

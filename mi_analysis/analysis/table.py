@@ -28,12 +28,21 @@ from .settings import AnalysisConfig
 
 MI_COLUMNS = (
     "run", "mode", "K", "seed", "epoch", "point", "depth", "module",
-    "quantity", "estimator", "kind", "value", "ci_low", "ci_high", "n",
+    "quantity", "estimator", "kind", "value", "ci_low", "ci_high", "n", "sample_set", "notes",
 )  # fmt: skip
+# sample_set: a short hash of the held-out sample ids (rows of different sets are never paired);
+# notes: the estimator's caveats, "; "-joined. Tables of format 1 lack both and read them as empty.
+FORMAT_1_COLUMNS = MI_COLUMNS[:-2]
 KEY_COLUMNS = ("run", "epoch", "point", "quantity", "estimator")
 # Version of the mi.csv + analysis.yaml pair, written into analysis.yaml. 1: held_out_size (was
-# probe_size, still read). Tables without it were written before versions were recorded and still load.
-TABLE_FORMAT = 1
+# probe_size, still read). 2: sample_set and notes columns, per-sample terms beside the table
+# (samples.py). Tables without it were written before versions were recorded and still load.
+TABLE_FORMAT = 2
+
+
+def is_mi_header(header: Any) -> bool:
+    """Whether a csv header is that of an mi.csv table of this or an earlier format."""
+    return tuple(header) in (MI_COLUMNS, FORMAT_1_COLUMNS)
 
 
 def settings_path(table: Path) -> Path:
@@ -91,6 +100,7 @@ class MiTable:
         self.settings = config.settings()
         self._settings_file = settings_path(self.path)
         self._keys: set[tuple[str, ...]] = set()
+        self.columns = MI_COLUMNS  # what append writes: the existing table's own columns
         if self.path.exists():
             self._check_existing()
             self._keys = {row_key(row) for row in read_rows(self.path)}
@@ -100,7 +110,9 @@ class MiTable:
             raise ValueError(f"the table {self.path} is a folder; expected a csv file path (--out PATH / out=)")
         with open(self.path, newline="") as handle:
             header = next(csv.reader(handle), None)
-        if header is not None and tuple(header) != MI_COLUMNS:
+        if header is not None and tuple(header) == FORMAT_1_COLUMNS:
+            self.columns = FORMAT_1_COLUMNS  # new rows keep its columns; their terms still go beside it
+        elif header is not None and tuple(header) != MI_COLUMNS:
             raise ValueError(
                 f"{self.path} is not an mi.csv table: its columns are {header}, expected {list(MI_COLUMNS)}"
             )
@@ -153,7 +165,7 @@ class MiTable:
             if fresh:
                 writer.writerow(MI_COLUMNS)
             for row in new:
-                writer.writerow([format_value(row[column]) for column in MI_COLUMNS])
+                writer.writerow([format_value(row[column]) for column in self.columns])
             if new:
                 atomic_write(self.path, lambda f: f.write(old + buffer.getvalue().encode()), mode="wb")
         self._keys.update(keys)

@@ -42,6 +42,10 @@ class MIResult:
     n:       number of samples the value was computed from.
     p_value: permutation-test p-value for independence, when asked for (else None).
     notes:   human-readable caveats (e.g. "InfoNCE value within 5% of its log(batch) ceiling").
+    terms:   per-sample terms, float64 CPU tensor (n,) indexed like the rows of x, whose mean is `value`
+             (up to rounding), for estimators whose value is a mean over samples (registry per_sample=True);
+             None otherwise (and where this result's value is not their mean, e.g. a clipped bound).
+             Two results on the same samples can be compared by pairing their terms.
     """
 
     value: float
@@ -53,6 +57,7 @@ class MIResult:
     n: int
     p_value: float | None = None
     notes: tuple[str, ...] = ()
+    terms: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -66,6 +71,7 @@ class MIResult:
             value=self.value * f,
             stderr=self.stderr * f,
             ci=(self.ci[0] * f, self.ci[1] * f),
+            terms=None if self.terms is None else self.terms * f,
             params={**self.params, "units": "bits"},
         )
 
@@ -143,7 +149,9 @@ class EstimatorSpec:
     either a float tensor (n, dy) or an int64 label tensor (n,), already validated.
     description: what the number is, in full; summary: the same in one plain-language line (tables,
         figures, the demo), starting with what kind of number it is ("a lower bound: ...").
-    per_sample: the value is a mean of per-sample terms over held-out samples.
+    per_sample: the value is a mean of per-sample terms over held-out samples, which the result carries
+        (MIResult.terms) so that two results on the same samples can be paired; False for estimators that
+        are not sample means (closed forms, trained critics, plug-in binning, Renyi).
     analysis_params: the keyword arguments an analysis may set (AnalysisParam), all others keep
         the function's defaults.
     x_pairing: what an analysis pairs h with for I(h; x) (X_PAIRINGS).

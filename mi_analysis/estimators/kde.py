@@ -22,6 +22,7 @@ measured in the units of x (no standardisation: the noise scale is part of the m
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -42,6 +43,14 @@ def pairwise_mi_bound(
     h: torch.Tensor, codes: torch.Tensor, sigma: float, bound: str, tile_elements: int | None = None
 ) -> float:
     """Upper ("upper") or lower ("lower") bound in nats on I(h + N(0, sigma^2 I); groups)."""
+    return float(pairwise_terms(h, codes, sigma, bound, tile_elements).mean())
+
+
+def pairwise_terms(
+    h: torch.Tensor, codes: torch.Tensor, sigma: float, bound: str, tile_elements: int | None = None
+) -> torch.Tensor:
+    """Per-sample terms (n,) float64 of pairwise_mi_bound, before clipping: sample i's share of the mixture
+    entropy of all samples minus that of its group; their mean is the bound."""
     h = h.to(torch.float64)
     n, device = h.shape[0], h.device
     kl, bd = 1.0 / (2 * sigma**2), 1.0 / (8 * sigma**2)  # divergence per unit squared distance
@@ -49,7 +58,7 @@ def pairwise_mi_bound(
     _, codes, group_sizes = torch.unique(codes, return_inverse=True, return_counts=True)  # codes 0..G-1
     sq_norms = (h * h).sum(dim=1)  # (n,)
     rows = tile_rows(n, device, tile_elements)
-    total = torch.zeros((), dtype=torch.float64, device=device)
+    terms = torch.empty(n, dtype=torch.float64, device=device)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         # squared distances (m, n), exact zero to self
@@ -59,8 +68,8 @@ def pairwise_mi_bound(
         other = codes[start:stop, None] != codes[None, :]
         within = torch.logsumexp((-scale_group * sq).masked_fill_(other, -math.inf), dim=1)
         h_group = -(within - torch.log(group_sizes[codes[start:stop]].to(torch.float64)))
-        total += (h_all - h_group).sum()
-    return float(total) / n
+        terms[start:stop] = h_all - h_group
+    return terms
 
 
 def _kde(x: torch.Tensor, y: torch.Tensor, *, bound: str, sigma: float, tile_elements: int | None,
@@ -68,10 +77,11 @@ def _kde(x: torch.Tensor, y: torch.Tensor, *, bound: str, sigma: float, tile_ele
     if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be a positive finite number (noise std in units of x), got {sigma!r}")
     codes = group_codes(y)
+    terms = pairwise_terms(x, codes, sigma, bound, tile_elements)
 
     def value_of(rows: torch.Tensor | None) -> float:
         if rows is None:
-            value = pairwise_mi_bound(x, codes, sigma, bound, tile_elements)
+            value = float(terms.mean())
         else:
             rows = rows.to(x.device)
             value = pairwise_mi_bound(x[rows], codes[rows], sigma, bound, tile_elements)
@@ -82,8 +92,11 @@ def _kde(x: torch.Tensor, y: torch.Tensor, *, bound: str, sigma: float, tile_ele
 
     kind = "upper_bound" if bound == "upper" else "lower_bound"
     params = {"sigma": sigma, "groups": int(codes.max()) + 1, "seed": seed}
-    return subsample_result(value_of, x.shape[0], kind=kind, method=f"kde_{bound}", params=params, seed=seed,
-                            num_subsets=num_subsets)
+    result = subsample_result(value_of, x.shape[0], kind=kind, method=f"kde_{bound}", params=params, seed=seed,
+                              num_subsets=num_subsets)
+    # a clipped value is not the mean of the terms: no terms then (nothing to pair)
+    unclipped = result.value == float(terms.mean())
+    return dataclasses.replace(result, terms=terms.cpu() if unclipped else None)
 
 
 KDE_SIGMA = AnalysisParam(

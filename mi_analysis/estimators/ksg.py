@@ -23,6 +23,7 @@ Both are biased low when the MI is large relative to log n or the dimension is h
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import torch
@@ -87,13 +88,14 @@ def ksg_counts(
     return counts
 
 
-def ksg_value(
+def ksg_terms(
     px: torch.Tensor, py: torch.Tensor, ks: Sequence[int], algorithm: int, tile_elements: int | None = None
-) -> float:
-    """KSG estimate in nats on prepared points (ties by the mixed rule), averaged over the ensemble of k values."""
+) -> torch.Tensor:
+    """Per-sample KSG terms (n,) float64 on prepared points (ties by the mixed rule), averaged over the
+    ensemble of k values: psi(n) + (sample i's digamma terms); their mean is the estimate in nats."""
     n = px.shape[0]
     psi = torch.special.digamma
-    total = 0.0
+    total = torch.zeros(n, dtype=torch.float64, device=px.device)
     for k, (nx, ny, cxy) in ksg_counts(px, py, ks, algorithm, tile_elements).items():
         nx, ny, cxy = nx.to(torch.float64), ny.to(torch.float64), cxy.to(torch.float64)
         if algorithm == 1:
@@ -101,9 +103,15 @@ def ksg_value(
         else:
             terms = digamma(k) - 1.0 / k - psi(nx) - psi(ny)
         tied = cxy > 0
-        terms = torch.where(tied, psi(cxy + 1) - psi(nx + 1) - psi(ny + 1), terms)
-        total += digamma(n) + float(terms.mean())
+        total += digamma(n) + torch.where(tied, psi(cxy + 1) - psi(nx + 1) - psi(ny + 1), terms)
     return total / len(ks)
+
+
+def ksg_value(
+    px: torch.Tensor, py: torch.Tensor, ks: Sequence[int], algorithm: int, tile_elements: int | None = None
+) -> float:
+    """KSG estimate in nats on prepared points (ties by the mixed rule), averaged over the ensemble of k values."""
+    return float(ksg_terms(px, py, ks, algorithm, tile_elements).mean())
 
 
 def _ksg(
@@ -129,9 +137,11 @@ def _ksg(
     notes = caution([constant_note("x", x), constant_note("y", y), knn_dimension_note(n, x.shape[1] + y.shape[1])])
     notes += tie_notes({"x": px, "y": py}, TIE_RULE) + precision_notes(px, precision)
 
+    terms = ksg_terms(px, py, ks, algorithm, tile_elements)
+
     def value_of(rows: torch.Tensor | None) -> float:
         if rows is None:
-            return ksg_value(px, py, ks, algorithm, tile_elements)
+            return float(terms.mean())
         rows = rows.to(px.device)
         return ksg_value(px[rows], py[rows], ks, algorithm, tile_elements)
 
@@ -141,6 +151,7 @@ def _ksg(
         value_of, n, kind="estimate", method=method, params=params, seed=seed,
         num_subsets=num_subsets, min_subset_size=knn_min_subset_size(ks), notes=notes,
     )
+    result = dataclasses.replace(result, terms=terms.cpu())
     return with_notes(result, caution([ceiling_note(result.value, n, min(ks))]))
 
 

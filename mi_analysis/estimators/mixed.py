@@ -16,6 +16,7 @@ what the counts see: at n = 2000, independent labels with 3-dim ReLU features gi
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import torch
@@ -34,13 +35,20 @@ TIE_RULE = "ties: broken by seeded noise of std `jitter` (independent of y)"
 
 def ross_value(px: torch.Tensor, labels: torch.Tensor, ks: Sequence[int], tile_elements: int | None = None) -> float:
     """Ross estimate in nats on prepared points px (n, d) with int64 labels (n,), averaged over ks."""
+    terms = ross_terms(px, labels, ks, tile_elements)
+    return float(terms.mean()) if len(terms) >= 2 else 0.0
+
+
+def ross_terms(px: torch.Tensor, labels: torch.Tensor, ks: Sequence[int], tile_elements: int | None = None) -> torch.Tensor:
+    """Per-sample Ross terms psi(N) - psi(N_c) + psi(k_c) - psi(m_i), float64, averaged over ks, for the samples
+    outside singleton classes (in their order; all n when no class is a singleton); their mean is the estimate."""
     _, codes, class_sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     keep = class_sizes[codes] > 1
     if not bool(keep.all()):
         px, codes = px[keep], codes[keep]
     n, device = px.shape[0], px.device
     if n < 2:
-        return 0.0
+        return torch.zeros(n, dtype=torch.float64, device=device)
     sizes = class_sizes[codes]  # N_c of each kept sample (n,)
     rows = tile_rows(n, device, tile_elements)
     px_t = px.T.contiguous()
@@ -64,10 +72,10 @@ def ross_value(px: torch.Tensor, labels: torch.Tensor, ks: Sequence[int], tile_e
             counts[k][start:stop] = count_below(dist, radius, hits[:m], inclusive=True)
     psi = torch.special.digamma
     sizes64 = sizes.to(torch.float64)
-    total = 0.0
+    total = torch.zeros(n, dtype=torch.float64, device=device)
     for k in ks:
         k_own = torch.clamp(sizes64 - 1, max=k)
-        total += digamma(n) - float(psi(sizes64).mean() - psi(k_own).mean() + psi(counts[k].to(torch.float64)).mean())
+        total += digamma(n) - psi(sizes64) + psi(k_own) - psi(counts[k].to(torch.float64))
     return total / len(ks)
 
 
@@ -120,15 +128,19 @@ def mixed_knn(
     if singletons:
         notes += (f"{singletons} sample(s) in singleton classes left out (no same-class neighbour)",)
 
+    terms = ross_terms(px, labels, ks, tile_elements)
+
     def value_of(rows: torch.Tensor | None) -> float:
         if rows is None:
-            return ross_value(px, labels, ks, tile_elements)
+            return float(terms.mean())
         rows = rows.to(px.device)
         return ross_value(px[rows], labels[rows], ks, tile_elements)
 
     params = {"k": ks if len(ks) > 1 else ks[0], "standardize": standardize, "jitter": jitter,
               "precision": precision, "seed": seed}
-    return subsample_result(
+    result = subsample_result(
         value_of, n, kind="estimate", method="mixed_knn", params=params, seed=seed,
         num_subsets=num_subsets, min_subset_size=knn_min_subset_size(ks), notes=notes,
     )
+    # samples of singleton classes have no term: then the terms do not index all n samples
+    return dataclasses.replace(result, terms=None if singletons else terms.cpu())

@@ -286,7 +286,8 @@ def fit_probe(
         f"held-out cross-entropy bound by {folds}-fold cross-fitting; H(y) from training-part label frequencies",
         f"I(h;y) <= H(y) = {h_y:.3f} nats (label frequencies of all n samples)",
     )
-    return MIResult(value=value, stderr=stderr, ci=ci, kind="lower_bound", method=method, params=params, n=n, notes=notes)
+    return MIResult(value=value, stderr=stderr, ci=ci, kind="lower_bound", method=method, params=params, n=n, notes=notes,
+                    terms=terms.cpu())
 
 
 _COMMON = (

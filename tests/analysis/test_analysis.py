@@ -19,6 +19,9 @@ from mi_analysis.analysis import (
     settings_path,
 )
 from mi_analysis.analysis import engine
+from mi_analysis.analysis.comparisons import compare
+from mi_analysis.analysis.samples import read_terms
+from mi_analysis.analysis.table import FORMAT_1_COLUMNS, TABLE_FORMAT, row_key
 from mi_analysis.analysis.reconstruction import MAX_TERM, RIDGE_GRID, _ridge_gcv, fit_decoder, gaussian_proxy
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mi_analysis.models import LocalNet
@@ -175,7 +178,7 @@ def test_a_table_written_before_format_versions_still_resumes(run_dir, full_tabl
     table = tmp_path / "mi.csv"
     shutil.copy(path, table)
     stored = yaml.safe_load(settings_path(path).read_text())
-    assert stored.pop("format_version") == 1
+    assert stored.pop("format_version") == TABLE_FORMAT
     stored = {("probe_size" if key == "held_out_size" else key): value for key, value in stored.items()}
     settings_path(table).write_text(yaml.safe_dump(stored, sort_keys=False))
     before = table.read_bytes()
@@ -186,13 +189,51 @@ def test_a_table_written_before_format_versions_still_resumes(run_dir, full_tabl
     assert sorted(map(str, rows)) == sorted(map(str, full_table[0]))
 
 
+def test_per_sample_terms_beside_the_table_average_to_every_row_value(full_table):
+    rows, path = full_table
+    terms = read_terms(path)
+    assert len({r["sample_set"] for r in read_rows(path)} - {""}) == 1
+    with_terms = [r for r in read_rows(path) if row_key(r) in terms]
+    assert {r["estimator"] for r in with_terms} >= {"probe_linear", "mixed_knn", "reconstruction_gaussian",
+                                                    "reconstruction_mse"}
+    assert len(with_terms) == len(terms)
+    for row in with_terms:
+        stored = terms[row_key(row)]
+        assert len(stored.ids) == PROBE_SIZE and len(set(stored.ids.tolist())) == PROBE_SIZE
+        assert stored.terms.mean() == pytest.approx(float(row["value"]), rel=1e-12, abs=1e-12), row["estimator"]
+    assert not any(key[4] == "infonce" for key in terms)  # a trained critic is not a sample mean
+    files = list((path.parent / "mi.samples").rglob("*.npz"))
+    assert files and all(f.parent.name == rows[0]["run"] for f in files)
+
+
+def test_a_format_1_table_is_read_compared_and_resumed_in_its_own_columns(run_dir, full_table, tmp_path):
+    _, path = full_table
+    table = tmp_path / "mi.csv"
+    with open(path, newline="") as source, open(table, "w", newline="") as target:
+        writer = csv.writer(target)
+        for line in csv.reader(source):
+            writer.writerow(line[: len(FORMAT_1_COLUMNS)])
+    shutil.copy(settings_path(path), settings_path(table))
+    rows = read_rows(table)
+    assert "sample_set" not in rows[0] and len(rows) > 1
+    with open(table, newline="") as source, open(tmp_path / "cut.csv", "w", newline="") as target:
+        target.writelines(list(source)[:-1])  # the last row is missing: a resume recomputes it
+    (tmp_path / "cut.csv").replace(table)
+    analyze_run(run_dir, FAST, out=table)
+    resumed = read_rows(table)
+    assert len(resumed) == len(rows) and tuple(resumed[0]) == FORMAT_1_COLUMNS
+    assert [r["value"] for r in resumed] == [r["value"] for r in rows]
+    with pytest.raises(ValueError, match="no default pairs"):  # one mode (E): read, but nothing to pair
+        compare([table])
+
+
 def test_a_table_of_a_newer_format_is_refused(run_dir, full_table, tmp_path):
     _, path = full_table
     table = tmp_path / "mi.csv"
     shutil.copy(path, table)
-    text = settings_path(path).read_text().replace("format_version: 1", "format_version: 99")
+    text = settings_path(path).read_text().replace(f"format_version: {TABLE_FORMAT}", "format_version: 99")
     settings_path(table).write_text(text)
-    with pytest.raises(ValueError, match="format_version 99, but mi_analysis .* up to 1: upgrade mi_analysis"):
+    with pytest.raises(ValueError, match=f"format_version 99, but mi_analysis .* up to {TABLE_FORMAT}: upgrade"):
         analyze_run(run_dir, FAST, out=table)
 
 

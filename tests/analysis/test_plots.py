@@ -383,3 +383,15 @@ def test_mode_labels_and_colours():
     assert [mode_label(m) for m in ("E2E", "R0", "E", "R1E")] == ["E2E", "GLL (R0)", "ContSup (E)", "ContSup (R1E)"]
     assert mode_color("E2E") == "black" and mode_color("R0") == "tab:red"
     assert mode_color("R32E") == mode_color("R32E")  # unknown modes still get a fixed colour
+
+
+def test_seed_bands_overlay_the_ci_of_the_mean_over_seeds():
+    rows = (mi_rows("E", 2, (1,), R0_Y, seed=0) + mi_rows("E", 2, (1,), [v + 0.2 for v in R0_Y], seed=1)
+            + mi_rows("E", 2, (1,), [v + 0.4 for v in R0_Y], seed=2))
+    ax = plot_information_along_depth(rows, seed_bands=True).axes[0]
+    vertices = band(ax, "seedband:E:K2")
+    first = vertices[np.isclose(vertices[:, 0], 0.0)][:, 1]
+    half = 4.302652729911275 * 0.2 / np.sqrt(3)  # t_{0.975, 2} * sd(2.3, 2.5, 2.7) / sqrt(3)
+    assert first.min() == pytest.approx(2.5 - half) and first.max() == pytest.approx(2.5 + half)
+    one_seed = plot_information_along_depth(rows[: len(rows) // 3], seed_bands=True).axes[0]
+    assert not any(artist.get_gid() == "seedband:E:K2" for artist in one_seed.collections)
