@@ -7,6 +7,7 @@ where is the model's business (`LocalNet.training_step`), so K=1 (E2E) and K>1 s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from datetime import datetime
@@ -21,6 +22,8 @@ from mi_analysis.training.config import RunConfig
 from mi_analysis.data import TensorLoader, dataset_info, load_splits
 from mi_analysis.profiling.memory import SavedTensorMeter
 from mi_analysis.models import LocalNet, builder
+from mi_analysis.models.archs import FACTORY, arch_kind
+from mi_analysis.models.external import recorded_config
 from mi_analysis._util import files
 from mi_analysis._util.device import resolve_device
 from mi_analysis.training import checkpoints
@@ -46,6 +49,17 @@ def build_model(config: RunConfig, info: Any, image_size: int) -> LocalNet:
     return builder.build_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels,
                                image_size=image_size, input_mean=info.mean, input_std=info.std,
                                dataset=info.name)
+
+
+def with_recorded_model(config: RunConfig) -> RunConfig:
+    """`config` with the model settings a run records: those of the LocalNet that a factory arch
+    returns, when it returns one (it fixes its own K, context and heads; models/external.py)."""
+    if arch_kind(config.model.arch) != FACTORY:
+        return config
+    info = dataset_info(config.data.dataset, image_size=config.data.image_size)
+    model = recorded_config(config.model, num_classes=info.num_classes, in_channels=info.in_channels,
+                            image_size=info.image_size)
+    return dataclasses.replace(config, model=model)
 
 
 def new_run_dir(config: RunConfig) -> Path:
@@ -109,6 +123,7 @@ class Trainer:
     @classmethod
     def start(cls, config: RunConfig, **options: Any) -> "Trainer":
         """A new run directory and a trainer for it; `options` go to the constructor (subclasses)."""
+        config = with_recorded_model(config)
         return cls(config, cls._create_run_dir(config), **options)
 
     @classmethod
@@ -128,6 +143,8 @@ class Trainer:
         if not (run_dir / "config.yaml").is_file():
             raise ValueError(f"resume directory {run_dir} has no config.yaml: not a run directory")
         saved = RunConfig.from_yaml(run_dir / "config.yaml")
+        if config is not None:
+            config = with_recorded_model(config)
         if config is not None and config != saved:
             diff = "; ".join(saved.differences(config))
             raise ValueError(f"resume: the flags differ from the config of {run_dir}: {diff}")
