@@ -3,6 +3,8 @@ units' chain gives the (adapted) model's own logits, first layers adapted to the
 of one step trains and analyses. Heavy families are marked slow; resnet18 and mobilenet_v3_small
 run by default."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -20,9 +22,20 @@ FAMILIES = [
     pytest.param("swin_t", marks=SLOW),
     pytest.param("vit_b_16", marks=SLOW),
 ]
-# (units, family) at 1x16x16 inputs (the digits): the count describe reports
-UNITS_AT_16 = {"resnet18": 9, "mobilenet_v3_small": 13, "resnet50": 17, "vgg11_bn": 8, "efficientnet_b0": 18,
-               "convnext_tiny": 22, "swin_t": 16, "vit_b_16": 13}
+DOCS_TABLE = "### Units and cuts of each family on the digits (1x16x16)"
+
+
+def documented_units():
+    """arch -> (units, K=4 cut labels or None) from the table of docs/models.md."""
+    lines = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text().splitlines()
+    rows = {}
+    for line in lines[lines.index(DOCS_TABLE):]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| torchvision:"):
+            rows[cells[0]] = (int(cells[1]), None if cells[2].startswith("(") else cells[2].split())
+        elif rows and not line.startswith("|"):
+            break
+    return rows
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -33,11 +46,15 @@ def test_units_cover_every_parameter_once_and_give_the_models_logits(name):
     ids = [id(p) for part in parts for p in part.parameters()]
     assert len(ids) == len(set(ids)), "a parameter sits in two units"
     assert set(ids) == {id(p) for p in split.model.parameters()}, "a parameter of the model is in no unit"
-    assert len(split.units) == UNITS_AT_16[name] and split.rule == UNIT_RULES[split.family]
+    units, cut_labels = documented_units()[f"torchvision:{name}"]
+    assert len(split.units) == units and split.rule == UNIT_RULES[split.family]
     net = LocalNet(split.units, 1, split.head, input_shape=(1, 16, 16), num_classes=10).eval()
     x = torch.randn(3, 1, 16, 16)
     with torch.no_grad():
         assert torch.equal(net(x), split.model.eval()(x))
+    if cut_labels is not None:  # the documented K=4 cuts (equal units rule)
+        assert LocalNet(split.units, 4, split.head, input_shape=(1, 16, 16), num_classes=10,
+                        context="E").describe()["cut_labels"] == cut_labels
 
 
 def test_resnet_units_follow_the_documented_rule_and_adaptations():
