@@ -45,6 +45,23 @@ FACTORIES = textwrap.dedent('''
         return units, nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
 
 
+    class Tokens(nn.Module):
+        """(B, C, H, W) -> (B, H * W, C): one token per pixel."""
+
+        def forward(self, x):
+            return x.flatten(2).transpose(1, 2)
+
+
+    class MeanToken(nn.Module):
+        def forward(self, x):
+            return x.mean(1)
+
+
+    def token_model(*, num_classes, in_channels, image_size):
+        units = [Tokens(), nn.Linear(in_channels, 8), nn.Sequential(nn.GELU(), nn.Linear(8, 8))]
+        return units, nn.Sequential(MeanToken(), nn.Linear(8, num_classes))
+
+
     def wrong(*, num_classes, in_channels, image_size):
         return nn.Linear(3, 4)
 
@@ -101,6 +118,15 @@ def test_factory_errors_say_what_is_wrong(user_module):
         build("user_archs:small_cnn", 4, in_channels=1, image_size=12)
     with pytest.raises(ValueError, match=r"arch='user_archs:pools_by_8' cannot take 1x4x4 inputs"):
         build("user_archs:pools_by_8", 1, in_channels=1, image_size=4)
+
+
+def test_token_units_train_end_to_end_and_cutting_them_is_refused(user_module):
+    net = build("user_archs:token_model", 1, in_channels=1, image_size=4)
+    assert net.training_step(torch.randn(4, 1, 4, 4), torch.arange(4))["logits"].shape == (4, 10)
+    for num_modules, context in ((2, "R0"), (2, "E")):
+        with pytest.raises(ValueError, match=r"num_modules=2: 3 of its 3 units output tokens \(T, C\), e.g. "
+                                             r"\(16, 1\); local heads and context encoders for token"):
+            build("user_archs:token_model", num_modules, context, in_channels=1, image_size=4)
 
 
 @pytest.mark.parametrize("arch", ["resnet33", "torchvision", "a b:c", "pkg.mod:", "pkg/mod:f", 3])

@@ -93,9 +93,12 @@ def test_bad_input_is_refused_clearly():
         build("torchvision:resnet18", 10, in_channels=1, image_size=16)
 
 
-@SLOW
-def test_vit_refuses_image_sizes_off_its_patch_grid_and_cuts_between_token_units():
+def test_vit_refuses_image_sizes_off_its_patch_grid_before_building():
     with pytest.raises(ValueError, match="multiple of its patch size 16; got image_size=28"):
         build("torchvision:vit_b_16", 1, in_channels=1, image_size=28)
+
+
+@SLOW
+def test_vit_refuses_cuts_between_token_units():
     with pytest.raises(ValueError, match=r"output tokens \(T, C\)"):
         build("torchvision:vit_b_16", 2, "E", in_channels=1, image_size=16)
