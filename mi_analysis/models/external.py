@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
-from .archs import TORCHVISION, arch_kind, factory_path
+from .archs import FACTORY, TORCHVISION, arch_kind, factory_path
 from .config import ModelConfig
 from .local import LocalNet, _unit_output_shapes
 from .torchvision_units import torchvision_units
@@ -43,7 +44,16 @@ def import_factory(arch: str):
 
 def call_factory(arch: str, *, num_classes: int, in_channels: int, image_size: int):
     """(units, head) or a LocalNet, as the factory returned it (checked)."""
-    made = import_factory(arch)(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    factory = import_factory(arch)
+    settings = dict(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    try:
+        inspect.signature(factory).bind(**settings)
+    except TypeError as err:
+        raise ValueError(f"arch={arch!r}: the factory must take the keyword arguments num_classes, in_channels "
+                         f"and image_size ({err})") from err
+    except ValueError:  # no signature to read (a builtin): let the call decide
+        pass
+    made = factory(**settings)
     if isinstance(made, LocalNet):
         return made
     ok = (isinstance(made, tuple) and len(made) == 2 and isinstance(made[1], nn.Module)
@@ -83,7 +93,7 @@ def recorded_config(config: ModelConfig, *, num_classes: int, in_channels: int, 
     """The ModelConfig a run records: `config`, except that for a factory returning a LocalNet the
     options the net fixes (num_modules, context, ...) are the net's, so that the run's name, its
     config and its tables say what was trained."""
-    if arch_kind(config.arch) == TORCHVISION:
+    if arch_kind(config.arch) != FACTORY:
         return config
     made = call_factory(config.arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     if not isinstance(made, LocalNet):

@@ -66,6 +66,10 @@ FACTORIES = textwrap.dedent('''
         return nn.Linear(3, 4)
 
 
+    def no_keywords(num_classes):
+        return small_cnn(num_classes=num_classes, in_channels=1, image_size=8)
+
+
     not_a_function = 3
 ''')
 
@@ -112,6 +116,8 @@ def test_factory_errors_say_what_is_wrong(user_module):
         build("user_archs:missing", 1)
     with pytest.raises(ValueError, match="module 'user_archs' has no function 'not_a_function'"):
         build("user_archs:not_a_function", 1)
+    with pytest.raises(ValueError, match=r"must take the keyword arguments num_classes, in_channels and image_size"):
+        build("user_archs:no_keywords", 1)
     with pytest.raises(ValueError, match=r"must return \(units, head\).* or a LocalNet, got Linear"):
         build("user_archs:wrong", 1)
     with pytest.raises(ValueError, match=r"num_modules=4 exceeds the 3 units of arch='user_archs:small_cnn'"):
