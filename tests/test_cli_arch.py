@@ -30,6 +30,14 @@ FACTORY = textwrap.dedent('''
     def small_cnn(*, num_classes, in_channels, image_size):
         units = OrderedDict(conv1=block(in_channels, 8), conv2=block(8, 16, 2), conv3=block(16, 16))
         return units, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
+
+
+    def ready_net(*, num_classes, in_channels, image_size):
+        from mi_analysis.models import LocalNet
+
+        units, head = small_cnn(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        return LocalNet.from_units(units, [0, 1], head, input_shape=(in_channels, image_size, image_size),
+                                   num_classes=num_classes, context="E", aux_head="0c1f")
 ''')
 TINY = ["--dataset", "digits", "--train-subset", "60", "--test-subset", "40", "--epochs", "1", "--batch-size", "20",
         "--no-progress"]
@@ -82,6 +90,20 @@ def test_a_user_factory_through_train_resume_analyze_plot_describe(factory_modul
         load_run(run)
     assert main(["analyze", str(run), *FAST_ANALYSIS, "--out", str(tmp_path / "other.csv")]) == 2
     assert "cannot import module 'my_archs'" in capsys.readouterr().err
+
+
+def test_a_factorys_localnet_trains_and_its_run_records_what_it_fixes(factory_module, tmp_path, capsys):
+    arch, runs = "my_archs:ready_net", tmp_path / "runs"
+    assert main(["train", "--arch", arch, *TINY, "--out-dir", str(runs)]) == 0
+    (run,) = runs.iterdir()
+    assert run.name.startswith("digits-my_archs.ready_net-K3-E-")
+    model = RunConfig.from_yaml(run / "config.yaml").model
+    assert (model.arch, model.num_modules, model.context, model.aux_head) == (arch, 3, "E", "0c1f")
+    assert main(["train", "--arch", arch, "-K", "2", *TINY, "--out-dir", str(runs)]) == 2
+    assert "fixes its own num_modules=3; num_modules (-K)=2 conflicts" in capsys.readouterr().err
+    assert len(list(runs.iterdir())) == 1  # refused before a run directory was made
+    assert main(["analyze", str(run), *FAST_ANALYSIS]) == 0
+    assert {(r["mode"], r["K"]) for r in read_table(run / "mi.csv")} == {("E", "3")}
 
 
 def tiny_run(arch, num_modules, context, out_dir):

@@ -55,8 +55,8 @@ def build(arch: str, num_modules: int, context: str = ModelConfig.context, *, nu
     """build_model(ModelConfig(arch, num_modules, context, **options), ...) in one call; the data
     settings default to CIFAR-10's (10 classes, 3 x 32 x 32).
 
-    arch: one of available_archs(), "torchvision:NAME" or "package.module:factory". context: one of CONTEXT_MODES. options: the other
-    ModelConfig fields (local_loss, aux_head, split, reconstruct, aux_widen, aux_feature_dim,
+    arch: one of available_archs(), "torchvision:NAME" or "package.module:factory". context: one
+    of CONTEXT_MODES. options: the other ModelConfig fields (local_loss, aux_head, split, reconstruct, aux_widen, aux_feature_dim,
     lambdas, recompute_context), with ModelConfig's defaults.
     """
     config = ModelConfig(arch=arch, num_modules=num_modules, context=context, **options)
