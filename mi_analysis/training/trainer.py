@@ -22,6 +22,7 @@ from mi_analysis.training.config import RunConfig
 from mi_analysis.data import TensorLoader, dataset_info, load_splits
 from mi_analysis.profiling.memory import SavedTensorMeter
 from mi_analysis.models import LocalNet, builder
+from mi_analysis.models.archs import FACTORY, arch_kind
 from mi_analysis.models.external import recorded_config
 from mi_analysis._util import files
 from mi_analysis._util.device import resolve_device
@@ -53,6 +54,8 @@ def build_model(config: RunConfig, info: Any, image_size: int) -> LocalNet:
 def with_recorded_model(config: RunConfig) -> RunConfig:
     """`config` with the model settings a run records: those of the LocalNet that a factory arch
     returns, when it returns one (it fixes its own K, context and heads; models/external.py)."""
+    if arch_kind(config.model.arch) != FACTORY:  # only a factory may fix model settings itself
+        return config
     info = dataset_info(config.data.dataset, image_size=config.data.image_size)
     model = recorded_config(config.model, num_classes=info.num_classes, in_channels=info.in_channels,
                             image_size=info.image_size)
