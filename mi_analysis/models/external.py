@@ -79,7 +79,10 @@ def _fixed_by_net(net: LocalNet) -> dict[str, Any]:
     return {field.name: options[field.name] for field in dataclasses.fields(ModelConfig) if field.name != "arch"}
 
 
-def _check_not_conflicting(config: ModelConfig, net: LocalNet) -> None:
+def _check_not_conflicting(config: ModelConfig, net: LocalNet, num_classes: int, input_shape: tuple) -> None:
+    if (net._num_classes, net._input_shape) != (num_classes, input_shape):
+        raise ValueError(f"arch={config.arch!r} returns a LocalNet for {net._num_classes} classes and inputs "
+                         f"{net._input_shape}; the data set has {num_classes} classes and inputs {input_shape}")
     defaults = ModelConfig()
     for name, fixed in _fixed_by_net(net).items():
         given = getattr(config, name)
@@ -98,7 +101,7 @@ def recorded_config(config: ModelConfig, *, num_classes: int, in_channels: int, 
     made = call_factory(config.arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     if not isinstance(made, LocalNet):
         return config
-    _check_not_conflicting(config, made)
+    _check_not_conflicting(config, made, num_classes, (in_channels, image_size, image_size))
     return dataclasses.replace(config, **_fixed_by_net(made))
 
 
@@ -115,7 +118,7 @@ def build_external(config: ModelConfig, *, num_classes: int, in_channels: int, i
     else:
         made = call_factory(c.arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         if isinstance(made, LocalNet):
-            _check_not_conflicting(c, made)
+            _check_not_conflicting(c, made, num_classes, (in_channels, image_size, image_size))
             made.arch = c.arch
             return made
         units, head = made

@@ -40,6 +40,10 @@ FACTORIES = textwrap.dedent('''
                                    num_classes=num_classes, context="E", aux_head="0c1f")
 
 
+    def fixed_size_net(*, num_classes, in_channels, image_size):
+        return ready_net(num_classes=num_classes, in_channels=in_channels, image_size=8)  # ignores image_size
+
+
     def pools_by_8(*, num_classes, in_channels, image_size):
         units = [nn.Sequential(nn.Conv2d(in_channels, 4, 8, stride=8), nn.ReLU())]
         return units, nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
@@ -103,6 +107,9 @@ def test_a_factorys_localnet_is_taken_as_it_is_and_conflicting_options_are_refus
         build("user_archs:ready_net", 2, in_channels=1, image_size=8)
     with pytest.raises(ValueError, match=r"fixes its own context='E'; context \(--context\)='R1' conflicts"):
         build("user_archs:ready_net", 1, "R1", in_channels=1, image_size=8)
+    with pytest.raises(ValueError, match=r"returns a LocalNet for 10 classes and inputs \(1, 8, 8\); the data set "
+                                         r"has 10 classes and inputs \(1, 12, 12\)"):
+        build("user_archs:fixed_size_net", 1, in_channels=1, image_size=12)
     recorded = recorded_config(ModelConfig(arch="user_archs:ready_net"), num_classes=10, in_channels=1, image_size=8)
     assert (recorded.num_modules, recorded.context, recorded.aux_head) == (3, "E", "0c1f")
     plain = ModelConfig(arch="user_archs:small_cnn", num_modules=2)
