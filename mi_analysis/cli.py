@@ -161,7 +161,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     configs = experiment(args.experiment, scale=args.scale, seeds=tuple(args.seeds), dataset=args.dataset,
-                         out_dir=args.out_dir, root=args.root, download=args.download)
+                         out_dir=args.out_dir, root=args.root, download=args.download, arch=args.arch)
     print(f"{args.experiment}: {EXPERIMENTS[args.experiment][0]} -- {len(configs)} runs ({args.scale} scale)")
     for i, config in enumerate(configs, 1):
         m = config.model
@@ -300,6 +300,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=SCALES, default="paper")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--dataset", help="swap the data set (e.g. synthetic, offline) keeping everything else")
+    p.add_argument("--arch", help="swap the network (e.g. torchvision:resnet18, package.module:factory) keeping "
+                                  "everything else")
     p.add_argument("--root", help="data folder of every run")
     p.add_argument("--download", action="store_true", help="let torchvision download the data sets")
     p.add_argument("--out-dir", default="runs")

@@ -185,22 +185,33 @@ def test_paper_notebook_draws_every_figure(paper):
 
 
 def test_your_architecture_notebook(yours):
-    notebook, result, _ = yours
-    assert result["mlp"]["points"] == ["fc1", "act1", "fc2", "act2", "logits"]
-    assert result["mlp"]["rows"] == 5 * len(KINDS) and result["mlp"]["kinds"] == KINDS
-    assert result["resnet18"]["points"] == ["conv1", "layer1", "layer2", "layer3", "layer4", "fc"]
-    assert result["resnet18"]["rows"] == 6 * len(KINDS)
-    assert result["resnet18"]["n"] == [150]  # the test scale's digits test subset: every probe image
-    assert result["probe_linear_max"] <= math.log(10)
+    notebook, result, workdir = yours
+    runs = result["runs"]
+    assert set(runs) == {"resnet18 E2E", "resnet18 E", "cnn E2E", "cnn R0", "cnn E"}
+    resnet_units = ["stem", *(f"layer{s}.{b}" for s in range(1, 5) for b in range(2))]
+    for name in ("resnet18 E2E", "resnet18 E"):
+        run = runs[name]
+        assert run["arch"] == "torchvision:resnet18" and run["unit_names"] == resnet_units
+        assert any("1 channel" in a for a in run["adapted"]) and any("stride 1" in a for a in run["adapted"])
+    assert (runs["resnet18 E"]["num_modules"], runs["resnet18 E"]["cuts"]) == (4, [2, 4, 6])  # 9 units: 3+2+2+2
+    assert runs["resnet18 E"]["boundary_points"] == ["layer1.1", "m1.in", "layer2.1", "m2.in", "layer3.1", "m3.in",
+                                                      "layer4.1"]
+    assert runs["resnet18 E2E"]["boundary_points"] == resnet_units
     blocks = ["conv1", "conv2", "conv3", "conv4", "conv5"]
-    nets = result["from_units"]
-    assert nets["E2E"] == {**nets["E2E"], "num_modules": 1, "cuts": [], "unit_names": blocks,
-                           "boundary_points": blocks, "modes_in_rows": [["E2E", 1]]}  # fmt: skip
+    assert runs["cnn E2E"] == {**runs["cnn E2E"], "num_modules": 1, "cuts": [], "unit_names": blocks,
+                               "boundary_points": blocks, "modes_in_rows": [["E2E", 1]], "adapted": []}
     for mode in ("R0", "E"):
-        net = nets[mode]
-        assert (net["num_modules"], net["cuts"], net["unit_names"], net["context"]) == (4, [0, 1, 2], blocks, mode)
-        assert net["boundary_points"] == ["conv1", "m1.in", "conv2", "m2.in", "conv3", "m3.in", "conv5"]
-        assert net["modes_in_rows"] == [[mode, 4]]
-    for net in nets.values():
-        assert len(net["head_acc"]) == net["num_modules"] and all(0 <= a <= 1 for a in net["head_acc"])
-    assert images_shown(notebook) == 4  # MLP, ResNet-18, local heads, your CNN
+        run = runs[f"cnn {mode}"]
+        assert (run["arch"], run["num_modules"], run["cuts"], run["context"]) == ("my_architecture:small_cnn", 4,
+                                                                                   [1, 2, 3], mode)
+        assert run["boundary_points"] == ["conv2", "m1.in", "conv3", "m2.in", "conv4", "m3.in", "conv5"]
+        assert run["modes_in_rows"] == [[mode, 4]]
+    for name, run in runs.items():
+        assert run["kinds"] == KINDS and 0 <= run["test_acc"] <= 1, name
+        config = RunConfig.from_yaml(workdir / run["run_dir"] / "config.yaml")
+        assert config.model.arch == run["arch"] and ":" not in Path(run["run_dir"]).name
+    assert result["any_module"]["points"] == ["conv1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    assert result["any_module"]["rows"] == 6 * len(KINDS)
+    assert result["any_module"]["n"] == [150]  # the test scale's digits test subset: every probe image
+    assert result["probe_linear_max"] <= math.log(10)
+    assert images_shown(notebook) == 4  # your CNN, ResNet-18, local heads, any module

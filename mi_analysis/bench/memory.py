@@ -9,6 +9,9 @@ measured three ways (mi_analysis.profiling.costs.training_step_memory):
 - cuda (on CUDA): torch.cuda.max_memory_allocated during the step minus what was there before.
 Each is divided by the same measure of the E2E network of the same depth in the same run.
 Parameter and optimizer-state bytes (SGD with momentum) are listed beside them.
+
+--arch A [A ...] measures other architectures instead (torchvision:NAME, package.module:factory or
+a CIFAR ResNet): E2E, then R0 and E at each K of --modules.
 """
 
 from __future__ import annotations
@@ -75,6 +78,12 @@ COLUMNS = (
 )
 
 
+def arch_cases(archs: Sequence[str], modules: Sequence[int]) -> list[Case]:
+    """E2E, then R0 and E at each K, of every arch: the memory-vs-K table of any architecture."""
+    return [Case(arch, k, context) for arch in archs
+            for k, context in [(1, "R0"), *((k, c) for c in ("R0", "E") for k in modules)]]
+
+
 def measure(case: Case, batch_size: int, device: torch.device, image_size: int = 32) -> dict[str, Any]:
     torch.manual_seed(0)
     model = build(case.arch, case.num_modules, case.context, split=case.split, image_size=image_size,
@@ -138,8 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--archs", nargs="+", choices=sorted({c.arch for c in CASES}),
                         default=sorted({c.arch for c in CASES}), help="only the configurations of these depths")
+    parser.add_argument("--arch", nargs="+", metavar="ARCH",
+                        help="measure these architectures instead (torchvision:NAME, package.module:factory, a "
+                             "CIFAR ResNet): E2E, then R0 and E at each K of --modules")
+    parser.add_argument("--modules", "-K", type=int, nargs="+", default=[2, 4, 8], help="K values of --arch")
     parser.add_argument("--quick", action="store_true", help="batch of 4 (a smoke test; ratios stay close)")
     args = parse(parser, argv)
-    cases = [case for case in CASES if case.arch in args.archs]
+    cases = arch_cases(args.arch, args.modules) if args.arch else [case for case in CASES if case.arch in args.archs]
     emit(run(4 if args.quick else args.batch_size, args.device, cases, args.image_size), args.out)
     return 0

@@ -1,10 +1,12 @@
-"""Build a LocalNet from the package's CIFAR ResNets: build_model(ModelConfig, data settings)."""
+"""Build a LocalNet from a ModelConfig and the data settings: build_model(ModelConfig, data settings)."""
 
 from __future__ import annotations
 
 from mi_analysis._util.checks import int_at_least
 
+from .archs import RESNET, arch_kind
 from .config import ModelConfig
+from .external import build_external
 from .local import LocalNet
 from .resnet import blocks_per_stage, resnet_units
 from .splits import PAPER_TABLE, check_num_modules, paper_unit_cuts
@@ -12,17 +14,22 @@ from .splits import PAPER_TABLE, check_num_modules, paper_unit_cuts
 
 def build_model(config: ModelConfig, *, num_classes: int, in_channels: int, image_size: int,
                 input_mean=None, input_std=None, dataset: str = "cifar10") -> LocalNet:
-    """The CIFAR ResNet `config.arch` cut into `config.num_modules` modules (1 = end-to-end).
+    """The network `config.arch` cut into `config.num_modules` modules (1 = end-to-end).
 
-    The data set fixes the rest: num_classes, in_channels and image_size (square images, a
-    multiple of 4: two stride-2 stages); input_mean/input_std (per channel) undo the input
-    normalisation for the decoders' target (reconstruct=True). dataset: a hint that picks the
-    paper tables (balanced cuts and lambdas differ for STL-10 and SVHN); it loads nothing.
+    The data set fixes the rest: num_classes, in_channels and image_size (square images; for the
+    CIFAR ResNets a multiple of 4: two stride-2 stages); input_mean/input_std (per channel) undo
+    the input normalisation for the decoders' target (reconstruct=True). dataset: a hint that picks
+    the paper tables (balanced cuts and lambdas differ for STL-10 and SVHN); it loads nothing.
     Cuts: the paper's tables where they exist, else the rule documented in models/splits.py.
+    torchvision:NAME and package.module:factory archs: models/external.py.
     """
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
     in_channels = int_at_least(in_channels, "in_channels", 1)
+    if arch_kind(config.arch) != RESNET:
+        return build_external(config, num_classes=int_at_least(num_classes, "num_classes", 2),
+                              in_channels=in_channels, image_size=int_at_least(image_size, "image_size", 1),
+                              input_mean=input_mean, input_std=input_std, dataset=dataset)
     image_size = int_at_least(image_size, "image_size", 8)
     if image_size % 4:
         raise ValueError(f"image_size must be divisible by 4 (two stride-2 stages), got {image_size}")
@@ -48,8 +55,8 @@ def build(arch: str, num_modules: int, context: str = ModelConfig.context, *, nu
     """build_model(ModelConfig(arch, num_modules, context, **options), ...) in one call; the data
     settings default to CIFAR-10's (10 classes, 3 x 32 x 32).
 
-    arch: one of available_archs(). context: one of CONTEXT_MODES. options: the other
-    ModelConfig fields (local_loss, aux_head, split, reconstruct, aux_widen, aux_feature_dim,
+    arch: one of available_archs(), "torchvision:NAME" or "package.module:factory". context: one
+    of CONTEXT_MODES. options: the other ModelConfig fields (local_loss, aux_head, split, reconstruct, aux_widen, aux_feature_dim,
     lambdas, recompute_context), with ModelConfig's defaults.
     """
     config = ModelConfig(arch=arch, num_modules=num_modules, context=context, **options)

@@ -16,10 +16,10 @@ from typing import Any, Callable, Sequence
 from mi_analysis._util.checks import (boolean, int_at_least, is_iterable, is_number, one_of,
                                      positive_number)
 
+from .archs import ARCH_HELP, check_arch
 from .context import CONTEXT_MODES
 from .heads import AUX_HEADS
 from .losses import LOCAL_LOSSES
-from .resnet import available_archs
 from .splits import SPLITS
 
 E2E = "E2E"  # the mode of a one-module (end-to-end) run
@@ -54,7 +54,7 @@ def _option(default: Any, help: str, check: Callable[[Any, str], Any], choices: 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    arch: str = _option("resnet32", "CIFAR ResNet backbone", _choice(available_archs()), available_archs())
+    arch: str = _option("resnet32", ARCH_HELP, check_arch)  # ARCH_HELP names the choices
     num_modules: int = _option(1, "number of gradient-isolated modules K (1 = E2E)",
                                lambda value, what: int_at_least(value, what, 1))
     context: str = _option("R0", "context supply mode (R0 = plain greedy local learning)",

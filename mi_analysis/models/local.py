@@ -32,7 +32,7 @@ from .losses import cross_entropy, supervised_contrastive
 from . import heads, splits
 from .config import check_options, run_mode
 from .context import ContextSupply
-from .resnet import init_conv_bn_
+from .resnet import available_archs, init_conv_bn_
 from .taps import Tap
 
 USER_CUTS = "user cuts"  # split_rule of a LocalNet whose cuts were given as unit indices
@@ -43,8 +43,10 @@ _MODULE_INPUT = re.compile(r"m\d+\.in")
 class LocalNet(nn.Module):
     """K-module network for end-to-end (K=1), greedy local (R0) and context-supply training.
 
-    Build with `mi_analysis.models.build` (CIFAR ResNets) or `LocalNet.from_units` (any units);
-    build() also passes `arch` (the registry name) and `split_rule` (how its cuts were chosen).
+    Build with `mi_analysis.models.build` (any arch string) or `LocalNet.from_units` (any units);
+    build() also passes `arch` (the arch string), `split_rule` (how its cuts were chosen) and, for
+    architectures from outside the package, `unit_rule` (how the units were made) and `adapted`
+    (what was changed in the original model for the data), which describe() reports.
     """
 
     def __init__(self, units, cuts: Sequence[int] | int, head: nn.Module, *, input_shape: Sequence[int], num_classes: int,
@@ -52,7 +54,8 @@ class LocalNet(nn.Module):
                  reconstruct: bool = False, aux_widen: float = 1, aux_feature_dim: int = 128,
                  lambdas: Sequence[float] | None = None, input_mean=None, input_std=None,
                  recompute_context: bool = False, split: str = "equal", dataset: str = "cifar10",
-                 arch: str | None = None, split_rule: str | None = None):
+                 arch: str | None = None, split_rule: str | None = None, unit_rule: str | None = None,
+                 adapted: Sequence[str] = ()):
         super().__init__()
         names, unit_list = _named_units(units)
         if not isinstance(head, nn.Module):
@@ -111,6 +114,7 @@ class LocalNet(nn.Module):
         self._aux_has_classes = local_loss == "cross_entropy"
         self._taps = _taps(names, unit_list, self._unit_ranges)
         self._split_rule = split_rule
+        self._unit_rule, self._adapted = unit_rule, tuple(adapted)
         self._input_shape = input_shape
         self._num_classes = num_classes
         self._options = {"context": context, "local_loss": local_loss, "aux_head": aux_head,
@@ -285,7 +289,7 @@ class LocalNet(nn.Module):
 
     def describe(self) -> dict:
         """JSON-serialisable summary: configuration, cuts, units per module, parameter counts."""
-        if self.arch is not None and self._split_rule != USER_CUTS:
+        if self.arch in available_archs() and self._split_rule != USER_CUTS:
             per_stage = (len(self.units) - 1) // 3
             cut_labels = ["({},{})".format(*splits.stage_block(c, per_stage)) for c in self.cuts]
         else:
@@ -297,6 +301,8 @@ class LocalNet(nn.Module):
             "context": options["context"],
             "split": options["split"],
             "split_rule": self._split_rule,
+            "unit_rule": self._unit_rule,
+            "adapted": list(self._adapted),
             "dataset": options["dataset"],
             "cuts": list(self.cuts),
             "cut_labels": cut_labels,

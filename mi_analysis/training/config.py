@@ -29,6 +29,7 @@ from mi_analysis._util.config import flatten, from_dict, to_plain
 from mi_analysis._util.device import check_device_name
 from mi_analysis._util.version import check_format_version
 from mi_analysis.data.config import DataConfig
+from mi_analysis.models.archs import folder_label
 from mi_analysis.models.config import ModelConfig
 
 
@@ -94,7 +95,7 @@ class RunConfig:
     def run_name(self) -> str:
         """Settings part of the run directory name (a timestamp is appended by the trainer)."""
         m, d, t = self.model, self.data, self.train
-        name = f"{d.dataset}-{m.arch}-K{m.num_modules}-{m.context}-{m.local_loss}"
+        name = f"{d.dataset}-{folder_label(m.arch)}-K{m.num_modules}-{m.context}-{m.local_loss}"
         if m.reconstruct:
             name += "-rec"
         if m.split != "equal":

@@ -78,10 +78,12 @@ SCALES = ("paper", "quick")
 
 
 def experiment(name: str, *, scale: str = "paper", seeds: tuple[int, ...] = (0,), dataset: str | None = None,
-               out_dir: str = "runs", root: str | None = None, download: bool = False) -> list[RunConfig]:
+               out_dir: str = "runs", root: str | None = None, download: bool = False,
+               arch: str | None = None) -> list[RunConfig]:
     """Every run of a paper experiment. `scale="quick"` keeps the models and modes but shrinks
     epochs and data so the whole set runs on a CPU; `dataset` swaps the data set (e.g. "synthetic"
-    offline) while keeping everything else; `root` and `download` go to every run's data config."""
+    offline) and `arch` the network (any ModelConfig arch, e.g. "torchvision:resnet18"), keeping
+    everything else; `root` and `download` go to every run's data config."""
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")
     if scale not in SCALES:
@@ -93,10 +95,11 @@ def experiment(name: str, *, scale: str = "paper", seeds: tuple[int, ...] = (0,)
         data = dataclasses.replace(run.data, dataset=dataset or run.data.dataset, download=download,
                                    root=root or run.data.root)
         train = run.train
+        model = run.model if arch is None else dataclasses.replace(run.model, arch=arch)
         if scale == "quick":
             data = dataclasses.replace(data, train_subset=512, test_subset=256)
             train = dataclasses.replace(train, epochs=2, batch_size=64, warmup_epochs=1, progress=False)
         for seed in seeds:
-            configs.append(dataclasses.replace(run, data=data, out_dir=out_dir,
+            configs.append(dataclasses.replace(run, model=model, data=data, out_dir=out_dir,
                                                train=dataclasses.replace(train, seed=seed)))
     return configs

@@ -7,6 +7,7 @@ where is the model's business (`LocalNet.training_step`), so K=1 (E2E) and K>1 s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -22,6 +23,8 @@ from mi_analysis.training.config import CONFIG_EDITS, RunConfig
 from mi_analysis.data import TensorLoader, dataset_info, load_splits
 from mi_analysis.profiling.memory import SavedTensorMeter
 from mi_analysis.models import LocalNet, builder
+from mi_analysis.models.archs import FACTORY, arch_kind
+from mi_analysis.models.external import recorded_config
 from mi_analysis._util import files
 from mi_analysis._util.device import resolve_device
 from mi_analysis.training import checkpoints
@@ -65,6 +68,17 @@ def check_out_dir(config: RunConfig) -> Path:
     if root.exists() and not root.is_dir():
         raise ValueError(f"out_dir {root} is a file; expected a folder to hold run directories")
     return root
+
+
+def with_recorded_model(config: RunConfig) -> RunConfig:
+    """`config` with the model settings a run records: those of the LocalNet that a factory arch
+    returns, when it returns one (it fixes its own K, context and heads; models/external.py)."""
+    if arch_kind(config.model.arch) != FACTORY:  # only a factory may fix model settings itself
+        return config
+    info = dataset_info(config.data.dataset, image_size=config.data.image_size)
+    model = recorded_config(config.model, num_classes=info.num_classes, in_channels=info.in_channels,
+                            image_size=info.image_size)
+    return dataclasses.replace(config, model=model)
 
 
 def new_run_dir(config: RunConfig) -> Path:
@@ -197,6 +211,7 @@ class Trainer:
         The directory is made after the data are loaded and the model is built, so a config that
         cannot train leaves no folder behind."""
         check_out_dir(config)
+        config = with_recorded_model(config)
         trainer = cls(config, None, **options)
         trainer.run_dir = cls._create_run_dir(config)
         return trainer
@@ -223,6 +238,8 @@ class Trainer:
         metrics, a checkpoint of another config than config.yaml, and another data parallel width
         than the last launch's (unless allowed, then recorded) are ValueErrors saying what to do."""
         run_dir = Path(run_dir)
+        if config is not None:
+            config = with_recorded_model(config)
         saved = read_run_config(run_dir).resumed_with(config, run_dir)
         failure = failure_of(run_dir)
         if failure is not None:
