@@ -117,3 +117,20 @@ def test_bench_analysis_tiny(tmp_path):
     epoch, analysis = result["rows"]
     assert epoch["ratio"] == 1.0 and analysis["ratio"] == pytest.approx(analysis["seconds"] / epoch["seconds"])
     assert "4 points" in analysis["task"] and "(12 mi.csv rows)" in analysis["task"]  # 4 x (1 I(h;y) + 2 I(h;x))
+
+
+def test_bench_ksg_load_times_alone_and_beside_busy_processes(tmp_path):
+    result = _run(tmp_path, "ksg", "--load", "1", "--n", "300", "--repeats", "1")
+    assert result["name"] == "ksg-cpu-load1"
+    _columns_present(result)
+    assert [row["threads_setting"] for row in result["rows"]][0] == "auto"
+    assert all(row["loaded_ratio"] == row["seconds_loaded"] / row["seconds_alone"] for row in result["rows"])
+    assert result["targets"][0]["what"].startswith("KSG n=300, threads='auto': beside 1 busy")
+
+
+def test_busy_neighbours_are_gone_after_the_block():
+    from mi_analysis.bench.load import busy_neighbours
+
+    with busy_neighbours(1, settle_s=0.1) as procs:
+        assert procs[0].poll() is None
+    assert procs[0].poll() is not None
