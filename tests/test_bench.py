@@ -134,3 +134,18 @@ def test_busy_neighbours_are_gone_after_the_block():
     with busy_neighbours(1, settle_s=0.1) as procs:
         assert procs[0].poll() is None
     assert procs[0].poll() is not None
+
+
+def test_bench_memory_grid_covers_every_valid_mode_and_k(tmp_path):
+    from mi_analysis.bench.memory import grid
+
+    labels = [case.label for case in grid("resnet32", ("R0", "R2E"), (2, 4))]
+    assert labels == ["resnet32 E2E", "resnet32 R0 K=2", "resnet32 R0 K=4", "resnet32 R2E K=2",
+                      "resnet32 R2E K=2 +recompute", "resnet32 R2E K=4", "resnet32 R2E K=4 +recompute"]
+    assert [case.label for case in grid("resnet32", ("R4",), (2, 4))] == [
+        "resnet32 E2E", "resnet32 R4 K=4", "resnet32 R4 K=4 +recompute"]   # R4 needs K >= 4
+    result = _run(tmp_path, "memory", "--grid", "--modes", "E", "--modules", "2", "--batch-size", "2",
+                  "--image-size", "8")
+    assert result["name"] == "memory-cpu-grid"
+    assert [row["live_ratio"] for row in result["rows"]][0] == 1.0
+    assert len(result["rows"]) == 3
