@@ -149,3 +149,12 @@ def test_bench_memory_grid_covers_every_valid_mode_and_k(tmp_path):
     assert result["name"] == "memory-cpu-grid"
     assert [row["live_ratio"] for row in result["rows"]][0] == 1.0
     assert len(result["rows"]) == 3
+
+
+def test_bench_train_encoder_variants_are_extra_rows(tmp_path):
+    result = _run(tmp_path, "train", "--arch", "resnet20", "--modules", "2", "--contexts", "E",
+                  "--batch-size", "2", "--image-size", "8", "--steps", "1", "--warmup", "0", "--encoder-variants")
+    assert [row["label"] for row in result["rows"]] == [
+        "E2E", "E K=2", "E K=2 +recompute", "E K=2 (plain autograd encoders)",
+        "E K=2 +recompute (plain autograd encoders)"]
+    assert result["targets"][0]["what"].startswith("E K=2:")
