@@ -2,8 +2,10 @@
 and local learning below E2E in memory. No timing is asserted."""
 
 import json
+import sys
 
 import pytest
+import torch
 
 from mi_analysis import bench, cli
 from mi_analysis.bench.common import markdown, ratio, target
@@ -158,3 +160,42 @@ def test_bench_train_encoder_variants_are_extra_rows(tmp_path):
         "E2E", "E K=2", "E K=2 +recompute", "E K=2 (plain autograd encoders)",
         "E K=2 +recompute (plain autograd encoders)"]
     assert result["targets"][0]["what"].startswith("E K=2:")
+
+
+FAKE_REFERENCE = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.kwargs = kwargs
+        self.fc = nn.Linear(3 * 8 * 8, 10)
+        self.mean = torch.zeros(1).cuda()   # as the reference does; must be a no-op on the CPU
+
+    def forward(self, img, target=None):
+        loss = nn.functional.cross_entropy(self.fc(img.flatten(1)), target)
+        loss.backward()
+        return None, loss
+
+
+def resnet32(**kwargs):
+    return Net(**kwargs)
+'''
+
+
+def test_reference_runner_builds_the_papers_settings_and_steps(tmp_path):
+    from mi_analysis.bench.reference import ReferenceNet
+
+    (tmp_path / "networks_dev").mkdir()
+    (tmp_path / "networks_dev" / "__init__.py").write_text("")
+    (tmp_path / "networks_dev" / "resnet.py").write_text(FAKE_REFERENCE)
+    net = ReferenceNet(tmp_path, "resnet32", 16, "E", 4, 8, torch.device("cpu"))
+    assert net.net.kwargs["local_module_num"] == 16 and net.net.kwargs["context_mode"] == "E"
+    assert net.net.kwargs["local_loss_mode"] == "cross_entropy" and net.net.kwargs["aux_net_config"] == "1c2f"
+    net.training_step(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))
+    assert net.net.fc.weight.grad is not None
+    with pytest.raises(ValueError, match="--reference .* no networks_dev/resnet.py"):
+        ReferenceNet(tmp_path / "missing", "resnet32", 16, "E", 4, 8, torch.device("cpu"))
+    sys.modules.pop("networks_dev.resnet"), sys.modules.pop("networks_dev")
