@@ -10,7 +10,10 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from mi_analysis._util.config import parse_value
+from mi_analysis._util.threads import resolve_threads
 from mi_analysis.analysis import AnalysisConfig, analyze_run, settings_path
 from mi_analysis.analysis.figures import make_figures
 from mi_analysis.bench import main as bench_main
@@ -213,6 +216,8 @@ def _epochs(values: list[str] | None):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     config = analysis_config_from_args(args)
+    if args.threads is not None:
+        torch.set_num_threads(resolve_threads(args.threads, "--threads"))
     epochs = _epochs(args.epochs)
     kinds = set()
     for run_dir in args.run_dirs:
@@ -315,6 +320,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, help="average-pool activations to POOL x POOL before PCA")
     p.add_argument("--pca-dim", type=int, help="PCA dims of each point for the estimators")
     p.add_argument("--out", type=Path, help="the table to write (default RUN_DIR/mi.csv)")
+    p.add_argument("--threads", type=int, help="CPU threads of capture and fitting, and the most any estimator "
+                                               "uses (default: torch's; estimators take the cores left free)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("plot", help="figures (PNG + PDF) from run folders and mi.csv tables")
