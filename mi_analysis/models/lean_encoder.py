@@ -10,8 +10,9 @@ K = 16 (batch 128) a stage-3 encoder saves 77.5 MiB and its backward is the peak
 the whole training step.
 
 `lean_encode` gives the same output, gradients and BatchNorm running statistics up to float
-rounding (with pooling, the last BatchNorm's batch statistics come from torch.var_mean
-instead of the BatchNorm kernel, so that no second full-resolution tensor is made; without
+rounding (with pooling, the last BatchNorm's batch statistics come from the statistics
+kernel of the BatchNorm, torch.batch_norm_update_stats, and the normalisation is done chunk by
+chunk, so that no second full-resolution tensor is made; without
 pooling the forward is the plain one, bit for bit), never holds more than
 one full-resolution tensor of the last stage (its conv output) plus a few chunks of the
 batch, and keeps for backward only:
@@ -98,12 +99,10 @@ def _momentum(bn: nn.BatchNorm2d) -> float:
 
 def _batch_statistics(bn: nn.BatchNorm2d, z: Tensor) -> tuple[Tensor, Tensor]:
     """Batch mean and inverse std of z per channel without a full-size BN output (the kernel of
-    native_batch_norm would make one); running statistics updated as nn.BatchNorm2d does
-    (unbiased variance, momentum rule). Equal to the native kernel's up to float rounding."""
-    var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0)
-    momentum, count = _momentum(bn), z.numel() // z.shape[1]
-    bn.running_mean.lerp_(mean, momentum)
-    bn.running_var.lerp_(var * (count / max(count - 1, 1)), momentum)
+    native_batch_norm would make one); running statistics updated as nn.BatchNorm2d does, by
+    the statistics kernel of the native BatchNorm (same mean and running statistics; the inverse
+    std may differ in the last bit)."""
+    mean, var = torch.batch_norm_update_stats(z, bn.running_mean, bn.running_var, _momentum(bn))
     return mean, torch.rsqrt(var + bn.eps)
 
 
