@@ -11,7 +11,10 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from mi_analysis._util.config import parse_value
+from mi_analysis._util.threads import resolve_threads
 from mi_analysis.analysis import AnalysisConfig, analyze_run, settings_path
 from mi_analysis.analysis.comparisons import compare
 from mi_analysis.analysis.figures import make_figures
@@ -215,6 +218,8 @@ def _epochs(values: list[str] | None):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     config = analysis_config_from_args(args)
+    if args.threads is not None:
+        torch.set_num_threads(resolve_threads(args.threads, "--threads"))
     epochs = _epochs(args.epochs)
     kinds = set()
     run_dirs = args.run_dirs
@@ -341,6 +346,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, help="average-pool activations to POOL x POOL before PCA")
     p.add_argument("--pca-dim", type=int, help="PCA dims of each point for the estimators")
     p.add_argument("--out", type=Path, help="the table to write (default RUN_DIR/mi.csv)")
+    p.add_argument("--threads", type=int, help="CPU threads of capture and fitting, and the most any estimator "
+                                               "uses (default: torch's; estimators take the cores left free)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("compare", help="paired differences of modes (95%% CI, Holm p, recovered fraction) -> csv")

@@ -2,8 +2,10 @@
 and local learning below E2E in memory. No timing is asserted."""
 
 import json
+import sys
 
 import pytest
+import torch
 
 from mi_analysis import bench, cli
 from mi_analysis.bench.common import markdown, ratio, target
@@ -117,3 +119,83 @@ def test_bench_analysis_tiny(tmp_path):
     epoch, analysis = result["rows"]
     assert epoch["ratio"] == 1.0 and analysis["ratio"] == pytest.approx(analysis["seconds"] / epoch["seconds"])
     assert "4 points" in analysis["task"] and "(12 mi.csv rows)" in analysis["task"]  # 4 x (1 I(h;y) + 2 I(h;x))
+
+
+def test_bench_ksg_load_times_alone_and_beside_busy_processes(tmp_path):
+    result = _run(tmp_path, "ksg", "--load", "1", "--n", "300", "--repeats", "1")
+    assert result["name"] == "ksg-cpu-load1"
+    _columns_present(result)
+    assert [row["threads_setting"] for row in result["rows"]][0] == "auto"
+    assert all(row["loaded_ratio"] == row["seconds_loaded"] / row["seconds_alone"] for row in result["rows"])
+    assert result["targets"][0]["what"].startswith("KSG n=300, threads='auto': beside 1 busy")
+
+
+def test_busy_neighbours_are_gone_after_the_block():
+    from mi_analysis.bench.load import busy_neighbours
+
+    with busy_neighbours(1, settle_s=0.1) as procs:
+        assert procs[0].poll() is None
+    assert procs[0].poll() is not None
+
+
+def test_bench_memory_grid_covers_every_valid_mode_and_k(tmp_path):
+    from mi_analysis.bench.memory import grid
+
+    labels = [case.label for case in grid("resnet32", ("R0", "R2E"), (2, 4))]
+    assert labels == ["resnet32 E2E", "resnet32 R0 K=2", "resnet32 R0 K=4", "resnet32 R2E K=2",
+                      "resnet32 R2E K=2 +recompute", "resnet32 R2E K=4", "resnet32 R2E K=4 +recompute"]
+    assert [case.label for case in grid("resnet32", ("R4",), (2, 4))] == [
+        "resnet32 E2E", "resnet32 R4 K=4", "resnet32 R4 K=4 +recompute"]   # R4 needs K >= 4
+    result = _run(tmp_path, "memory", "--grid", "--modes", "E", "--modules", "2", "--batch-size", "2",
+                  "--image-size", "8")
+    assert result["name"] == "memory-cpu-grid"
+    assert [row["live_ratio"] for row in result["rows"]][0] == 1.0
+    assert len(result["rows"]) == 3
+
+
+def test_bench_train_encoder_variants_are_extra_rows(tmp_path):
+    result = _run(tmp_path, "train", "--arch", "resnet20", "--modules", "2", "--contexts", "E",
+                  "--batch-size", "2", "--image-size", "8", "--steps", "1", "--warmup", "0", "--encoder-variants")
+    assert [row["label"] for row in result["rows"]] == [
+        "E2E", "E K=2", "E K=2 +recompute", "E K=2 (plain autograd encoders)",
+        "E K=2 +recompute (plain autograd encoders)"]
+    assert result["targets"][0]["what"].startswith("E K=2:")
+
+
+FAKE_REFERENCE = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.kwargs = kwargs
+        self.fc = nn.Linear(3 * 8 * 8, 10)
+        self.mean = torch.zeros(1).cuda()   # as the reference does; must be a no-op on the CPU
+
+    def forward(self, img, target=None):
+        loss = nn.functional.cross_entropy(self.fc(img.flatten(1)), target)
+        loss.backward()
+        return None, loss
+
+
+def resnet32(**kwargs):
+    return Net(**kwargs)
+'''
+
+
+def test_reference_runner_builds_the_papers_settings_and_steps(tmp_path):
+    from mi_analysis.bench.reference import ReferenceNet
+
+    (tmp_path / "networks_dev").mkdir()
+    (tmp_path / "networks_dev" / "__init__.py").write_text("")
+    (tmp_path / "networks_dev" / "resnet.py").write_text(FAKE_REFERENCE)
+    net = ReferenceNet(tmp_path, "resnet32", 16, "E", 4, 8, torch.device("cpu"))
+    assert net.net.kwargs["local_module_num"] == 16 and net.net.kwargs["context_mode"] == "E"
+    assert net.net.kwargs["local_loss_mode"] == "cross_entropy" and net.net.kwargs["aux_net_config"] == "1c2f"
+    net.training_step(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))
+    assert net.net.fc.weight.grad is not None
+    with pytest.raises(ValueError, match="--reference .* no networks_dev/resnet.py"):
+        ReferenceNet(tmp_path / "missing", "resnet32", 16, "E", 4, 8, torch.device("cpu"))
+    sys.modules.pop("networks_dev.resnet"), sys.modules.pop("networks_dev")

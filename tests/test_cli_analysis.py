@@ -113,3 +113,18 @@ def test_cli_errors_are_clear(analysed, tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "missing"), "--out", str(tmp_path / "f")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_analyze_threads_flag_is_checked_and_sets_the_ceiling(tmp_path, capsys):
+    import torch
+
+    from mi_analysis import cli
+
+    before = torch.get_num_threads()
+    assert cli.main(["analyze", str(tmp_path), "--threads", "0"]) == 2
+    assert "--threads must be" in capsys.readouterr().err
+    try:
+        assert cli.main(["analyze", str(tmp_path), "--threads", "1"]) == 2   # not a run directory
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

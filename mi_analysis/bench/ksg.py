@@ -102,9 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=5, help="neighbours")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
     add_clock_flag(parser)
+    parser.add_argument("--load", type=int, metavar="N",
+                        help="instead: the same estimate(method='ksg') call alone and beside N busy processes, "
+                             "per thread setting (mi_analysis.bench.load; CPU)")
     parser.add_argument("--quick", action="store_true", help="n=1,000, one repeat (a smoke test)")
     args = parse(parser, argv)
     quick = dict(n=1_000, repeats=1) if args.quick else {}
+    if args.load is not None:
+        from mi_analysis.bench import load
+
+        emit(load.run(**{"n": args.n, "dims": args.dims, "k": args.k, "repeats": args.repeats, **quick},
+                      load=args.load), args.out)
+        return 0
     emit(run(**{"n": args.n, "dims": args.dims, "k": args.k, "repeats": args.repeats, **quick},
              device=args.device, clock_name=args.clock), args.out)
     return 0

@@ -32,6 +32,7 @@ from mi_analysis.models import build
 from mi_analysis.profiling.costs import part_costs, timed, training_step_flops, training_step_memory
 
 TIME_PER_FLOP_LIMIT = 1.3  # ContSup E at the largest K vs E2E
+REFERENCE_LIMIT = 0.8      # ContSup E at the largest K: our step time / the reference implementation's
 
 
 @dataclass
@@ -61,10 +62,13 @@ class Runner:
 
 
 def prepare(arch: str, num_modules: int, context: str, batch_size: int, image_size: int, device: torch.device, *,
-            bf16: bool, channels_last: bool, compile: bool) -> tuple[Runner, dict[str, Any]]:
-    """A runner and the measurements made on its eager model (FLOPs, ops, saved memory)."""
+            bf16: bool, channels_last: bool, compile: bool, recompute_context: bool = False,
+            lean_backward: bool = True) -> tuple[Runner, dict[str, Any]]:
+    """A runner and the measurements made on its eager model (FLOPs, ops, saved memory).
+    lean_backward=False runs every context encoder through plain autograd (the earlier code)."""
     torch.manual_seed(0)
-    model = build(arch, num_modules, context, image_size=image_size).to(device)
+    model = build(arch, num_modules, context, image_size=image_size, recompute_context=recompute_context).to(device)
+    model.context.lean_backward = lean_backward
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device)
     y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
@@ -78,10 +82,28 @@ def prepare(arch: str, num_modules: int, context: str, batch_size: int, image_si
         for unit in model.units:
             unit.compile()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    label = "E2E" if num_modules == 1 else f"{context} K={num_modules}"
+    label = ("E2E" if num_modules == 1 else f"{context} K={num_modules}" + " +recompute" * recompute_context
+             + " (plain autograd encoders)" * (not lean_backward))
     measured = {"forward_flops": flops["forward"], "step_flops": flops["step"], "ops_per_step": flops["ops"],
                 "peak_saved_bytes": memory["peak_saved_bytes"]}
     return Runner(label, num_modules, context, model, optimizer, x, y, dtype), measured
+
+
+def prepare_reference(path: str, arch: str, num_modules: int, context: str, batch_size: int, image_size: int,
+                      device: torch.device, ours: dict[str, Any]) -> tuple[Runner, dict[str, Any]]:
+    """A runner of the reference implementation on the same batch; FLOPs are those of our same
+    configuration (same network, heads and encoders), memory is not measured here."""
+    from mi_analysis.bench.reference import ReferenceNet
+
+    torch.manual_seed(0)
+    model = ReferenceNet(path, arch, num_modules, context, batch_size, image_size, device).to(device)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device)
+    y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    measured = {"forward_flops": ours["forward_flops"], "step_flops": ours["step_flops"], "ops_per_step": None,
+                "peak_saved_bytes": None}
+    return Runner(f"reference {context} K={num_modules}", num_modules, context, model, optimizer, x, y, None), measured
 
 
 def profile_step(runner: Runner, device: torch.device, rows: int = 15) -> str:
@@ -132,6 +154,7 @@ COLUMNS = (
     ("time_per_flop_ratio", "time/FLOP / E2E", ".2f"),
     ("images_per_s_ratio", "images/s / E2E", ".2f"),
     ("ops_per_step", "ops/step", "d"),
+    ("reference_ratio", "step / reference", ".2f"),
     ("peak_saved_bytes", "saved MiB", "mib"),
     ("saved_ratio", "saved / E2E", ".3f"),
     ("cuda_peak_bytes", "cuda MiB", "mib"),
@@ -170,21 +193,37 @@ def table_rows(prepared: Sequence[tuple[Runner, dict[str, Any]]], batch_size: in
         for key, ratio_key in (("ps_per_forward_flop", "time_per_flop_ratio"), ("images_per_s", "images_per_s_ratio"),
                                ("peak_saved_bytes", "saved_ratio"), ("cuda_peak_bytes", "cuda_ratio")):
             row[ratio_key] = ratio(row[key], base[key])
+    by_label = {row["label"]: row for row in rows}
+    for row in rows:  # our step time over the reference implementation's, same configuration
+        reference = by_label.get(f"reference {row['label']}")
+        row["reference_ratio"] = ratio(row["step_ms"], reference["step_ms"]) if reference else None
     return rows
 
 
 def run(*, arch: str = "resnet32", modules: Sequence[int] = (2, 4, 8, 16), contexts: Sequence[str] = ("R0", "E"),
         batch_size: int = 128, image_size: int = 32, steps: int = 3, warmup: int = 1, device: str = "cpu",
         bf16: bool = False, channels_last: bool = False, compile: bool = False, profile: bool = False,
-        parts: bool = False, clock_name: str = "wall") -> dict[str, Any]:
+        parts: bool = False, clock_name: str = "wall", encoder_variants: bool = False,
+        reference: str | None = None) -> dict[str, Any]:
     if steps < 1 or warmup < 0 or batch_size < 1:
         raise ValueError(f"steps must be >= 1, warmup >= 0 and batch_size >= 1, got steps={steps}, "
                          f"warmup={warmup}, batch_size={batch_size}")
     dev = resolve_device(device, "--device")
     clock(clock_name, dev)  # check it before the long part
-    configs = [(1, "R0")] + [(k, c) for c in contexts for k in modules if k > 1]
+    main = [(1, "R0", {})] + [(k, c, {}) for c in contexts for k in modules if k > 1]
+    # the largest K of each context mode, recomputed and through plain autograd
+    variants = [(max(modules), c, variant) for c in contexts if c != "R0" for variant in
+                ({"recompute_context": True}, {"lean_backward": False},
+                 {"recompute_context": True, "lean_backward": False})] if encoder_variants else []
+    configs = main + variants
     prepared = [prepare(arch, k, c, batch_size, image_size, dev, bf16=bf16, channels_last=channels_last,
-                        compile=compile) for k, c in configs]
+                        compile=compile, **variant) for k, c, variant in configs]
+    if reference is not None:  # the paper's code at the largest K of each mode
+        if bf16 or channels_last or compile:
+            raise ValueError("--reference is timed in plain float32 only: drop --bf16, --channels-last, --compile")
+        prepared += [prepare_reference(reference, arch, max(modules), c, batch_size, image_size, dev,
+                                       prepared[configs.index((max(modules), c, {}))][1])
+                     for c in contexts if max(modules) > 1]
     runners = [runner for runner, _ in prepared]
     time_steps(runners, warmup, steps, dev, clock_name)
     rows = table_rows(prepared, batch_size, dev)
@@ -194,13 +233,16 @@ def run(*, arch: str = "resnet32", modules: Sequence[int] = (2, 4, 8, 16), conte
         row = next(r for r in rows if r["label"] == largest)
         targets.append(target(f"{largest}: time per forward FLOP / E2E", "<=", TIME_PER_FLOP_LIMIT,
                               row["time_per_flop_ratio"], f"images/s ratio {row['images_per_s_ratio']:.2f}"))
+        if row["reference_ratio"] is not None:
+            targets.append(target(f"{largest}: step time / reference implementation", "<=", REFERENCE_LIMIT,
+                                  row["reference_ratio"], "same batch, timed interleaved"))
     settings = {"arch": arch, "batch_size": batch_size, "input": f"3x{image_size}x{image_size}",
                 "warmup_steps": warmup, "timed_steps": steps, "clock": clock_name, "bf16": bf16,
                 "channels_last": channels_last, "compile": compile}
     variant = [flag for flag, on in (("bf16", bf16), ("channels_last", channels_last), ("compile", compile),
                                      ("process_clock", clock_name == "process")) if on]
     result = report("train", dev, settings, COLUMNS, rows, targets, variant)
-    chosen = (runners[0], runners[-1])  # E2E and the last configuration
+    chosen = (runners[0], runners[len(main) - 1])  # E2E and the last configuration before the variants
     sections = []
     for runner in chosen if parts else ():
         sections.append(_section(f"parts of {runner.label}, each timed alone",
@@ -243,6 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parts", action="store_true",
                         help="also time each part alone (units, heads, context encoders, classifier) for E2E "
                              "and the last configuration: FLOPs, time and time per FLOP by kind of part")
+    parser.add_argument("--encoder-variants", action="store_true",
+                        help="also the largest K of each context mode with recompute_context, with plain-autograd "
+                             "context encoders (the code before the memory-lean encoder backward), and both")
+    parser.add_argument("--reference", metavar="PATH",
+                        help="also time the paper's reference implementation (a clone of github.com/Tab-ct/ContSup "
+                             "at PATH) at the largest K of each context mode, interleaved with the rest")
     parser.add_argument("--quick", action="store_true", help="batch 8, K 4 and 16, 2 timed steps (a smoke test)")
     args = parse(parser, argv)
     quick = dict(batch_size=8, modules=(4, 16), steps=2, warmup=1) if args.quick else {}
@@ -250,6 +298,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                    image_size=args.image_size, steps=args.steps, warmup=args.warmup)
     result = run(**{**options, **quick}, device=args.device, bf16=args.bf16, channels_last=args.channels_last,
                  compile=args.compile, profile=args.profile, parts=args.parts,
-                 clock_name=args.clock)
+                 clock_name=args.clock, encoder_variants=args.encoder_variants, reference=args.reference)
     emit(result, args.out)
     return 0

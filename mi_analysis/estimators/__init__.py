@@ -13,8 +13,11 @@ entry also declares what a per-layer analysis needs (EstimatorSpec, AnalysisPara
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import Any
+
+from mi_analysis._util.threads import AUTO as AUTO_THREADS, intra_op_threads
 
 from .interface import KINDS, AnalysisParam, EstimatorSpec, MIResult
 from .registry import available, get, register
@@ -42,6 +45,17 @@ def _prepare_y(y: Any, y_type: str):
     return as_samples(y, "y")
 
 
+def _with_threads(fn):
+    """Adds the keyword `threads` ("auto" or an int >= 1): the CPU intra-op threads of the call,
+    set for the call only (mi_analysis._util.threads documents the policy)."""
+    @functools.wraps(fn)
+    def call(*args: Any, threads: int | str = AUTO_THREADS, **kwargs: Any):
+        with intra_op_threads(threads):
+            return fn(*args, **kwargs)
+    return call
+
+
+@_with_threads
 def estimate(
     x: Any, y: Any, method: str = "auto", *, permutation_test: int = 0, seed: int = 0, **params: Any
 ) -> MIResult:
@@ -53,6 +67,9 @@ def estimate(
     permutation_test: number of permutations of y for a p-value of independence (0: none). Each
         permutation re-runs the estimator, so this multiplies the cost by (1 + permutation_test).
     seed: seeds every random choice (jitter, subsamples, training, permutations).
+    threads: CPU intra-op threads of the call: "auto" (default: the cores that other processes
+        leave free now, at least 1, at most torch.get_num_threads()) or an int >= 1; set for the
+        call only, so a neighbour's load slows it by about its fair share, not by waiting threads.
     params: method parameters (e.g. k=5); unknown names raise TypeError listing the accepted ones.
     """
     spec = get(method)

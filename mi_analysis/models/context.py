@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .heads import widened
+from .lean_encoder import lean_encode
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,15 @@ class ContextSupply(nn.Module):
     `sources = supply.start(x)` once per batch, then `supply(k, detach(h_k), sources)` at
     each cut k returns the input of module k+1; `sources` keeps only the module inputs
     that a later cut still reads.
+
+    Encoders whose pooling shrinks their full-resolution tensors (E at a cut below full image
+    resolution, residual encoders reading an earlier stage) train through lean_encoder's
+    memory-lean backward: same outputs, gradients equal up to float rounding, a fraction of the
+    memory. `lean_backward = False` on an instance runs every encoder through plain autograd
+    (the reference the tests compare with).
     """
+
+    lean_backward = True
 
     def __init__(self, mode: str, image_shape: Sequence[int], cut_shapes: Sequence[Sequence[int]], *,
                  widen: float = 1, recompute: bool = False):
@@ -195,6 +204,10 @@ class ContextSupply(nn.Module):
         return out
 
     def _encode(self, encoder: nn.Module, source: Tensor) -> Tensor:
+        if self.lean_backward:
+            out = lean_encode(encoder, source, keep_conv_output=not self.recompute)
+            if out is not None:
+                return out
         if self.recompute and torch.is_grad_enabled():
             # keep only the encoder's input; its activations are recomputed in backward
             return checkpoint(encoder, source, use_reentrant=False,
