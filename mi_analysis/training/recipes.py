@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mi_analysis._util.checks import seed_list
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 PAPER_DATASETS = ("cifar10", "cifar100", "svhn", "stl10")
@@ -79,7 +80,9 @@ def experiment(name: str, *, scale: str = "paper", seeds: tuple[int, ...] = (0,)
                out_dir: str = "runs", root: str | None = None, download: bool = False) -> list[RunConfig]:
     """Every run of a paper experiment. `scale="quick"` keeps the models and modes but shrinks
     epochs and data so the whole set runs on a CPU; `dataset` swaps the data set (e.g. "synthetic"
-    offline) while keeping everything else; `root` and `download` go to every run's data config."""
+    offline) while keeping everything else; `root` and `download` go to every run's data config.
+    seeds: distinct integers >= 0, one run of every configuration per seed."""
+    seeds = seed_list(seeds, "seeds")
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")
     if scale not in SCALES:
