@@ -173,8 +173,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    settings = DemoSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)
-                               if getattr(args, f.name) is not None})
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings) if getattr(args, f.name) is not None}
+    settings = DemoSettings(**{name: None if value is _NONE else value for name, value in given.items()})
     run_demo(settings, Path(args.out_dir))
     return 0
 
@@ -234,6 +234,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+_NONE = object()  # a flag's word for None ("all", "native"), kept apart from "not given"
+
+
+def _int_or(word: str):
+    """An argparse type: an integer, or `word` for None."""
+
+    def parse(text: str):
+        if text == word:
+            return _NONE
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer or {word!r}, got {text!r}") from None
+
+    return parse
+
+
 class _RenamedFlag(argparse.Action):
     """Stores like its first (current) spelling; a later, older spelling still works and says so."""
 
@@ -291,10 +308,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="default 4")
     p.add_argument("--seeds", "--seed", dest="seeds", type=int, nargs="+",
                    help="training seeds, distinct, >= 0 (default 0); every mode is trained once per seed")
-    p.add_argument("--image-size", type=int, help="resize the images to this size (default 16)")
+    p.add_argument("--image-size", type=_int_or("native"), help="resize the images to this size (default 16; 'native')")
     p.add_argument("--held-out-size", "--probe-size", dest="held_out_size", type=int, action=_RenamedFlag,
                    help="held-out samples from the test split (default: all)")
-    p.add_argument("--train-subset", type=int, help="train on a seeded, stratified subset (default 3000)")
+    p.add_argument("--train-subset", type=_int_or("all"),
+                   help="train on a seeded, stratified subset of this many images (default 3000; 'all')")
     p.add_argument("--out-dir", default="runs/demo")
     p.set_defaults(func=cmd_demo)
 

@@ -106,6 +106,8 @@ def test_demo_flags_reach_the_settings(tmp_path, monkeypatch):
     assert settings.dataset == "fashion_mnist_subset" and out_dir == tmp_path
     assert cli.main(["demo", "--seed", "3", "--out-dir", str(tmp_path)]) == 0 and seen[-1][0].seeds == (3,)
     assert cli.main(["demo", "--seeds", "1", "1", "--out-dir", str(tmp_path)]) == 2
+    assert cli.main(["demo", "--train-subset", "all", "--image-size", "native", "--out-dir", str(tmp_path)]) == 0
+    assert seen[-1][0].train_subset is None and seen[-1][0].image_size is None
 
 
 def _flag_help(parser, dest):
