@@ -178,8 +178,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    settings = DemoSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)
-                               if getattr(args, f.name) is not None})
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings) if getattr(args, f.name) is not None}
+    settings = DemoSettings(**{name: None if value is _NONE else value for name, value in given.items()})
     run_demo(settings, Path(args.out_dir))
     return 0
 
@@ -260,6 +260,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+_NONE = object()  # a flag's word for None ("all", "native"), kept apart from "not given"
+
+
+def _int_or(word: str):
+    """An argparse type: an integer, or `word` for None."""
+
+    def parse(text: str):
+        if text == word:
+            return _NONE
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer or {word!r}, got {text!r}") from None
+
+    return parse
+
+
 class _RenamedFlag(argparse.Action):
     """Stores like its first (current) spelling; a later, older spelling still works and says so."""
 
@@ -303,7 +320,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", choices=sorted(EXPERIMENTS))
     p.add_argument("--dry-run", action="store_true", help="list the runs without training")
     p.add_argument("--scale", choices=SCALES, default="paper")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="training seeds, distinct, >= 0 (default 0): every run once per seed")
     p.add_argument("--dataset", help="swap the data set (e.g. synthetic, offline) keeping everything else")
     p.add_argument("--arch", help="swap the network (e.g. torchvision:resnet18, package.module:factory) keeping "
                                   "everything else")
@@ -313,16 +331,19 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("demo", help="offline: train E2E, GLL and ContSup, analyse, plot, summarise (CPU, minutes)")
-    p.add_argument("--dataset", help="digits (default, bundled) or fashion_mnist / another registered set")
+    p.add_argument("--dataset", help="fashion_mnist_subset (default, bundled) or another registered set, e.g. digits")
     p.add_argument("--root", help="data folder, e.g. /usr/share/datasets/fashion-mnist")
-    p.add_argument("--arch", help="default resnet20")
-    p.add_argument("--modules", "-K", dest="num_modules", type=int, help="K of the local runs (default 5)")
+    p.add_argument("--arch", help="default resnet32")
+    p.add_argument("--modules", "-K", dest="num_modules", type=int, help="K of the local runs (default 8)")
     p.add_argument("--aux-head", help="local heads (default 0c1f)")
-    p.add_argument("--epochs", type=int, help="default 10")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int, help="default 4")
+    p.add_argument("--seeds", "--seed", dest="seeds", type=int, nargs="+",
+                   help="training seeds, distinct, >= 0 (default 0); every mode is trained once per seed")
+    p.add_argument("--image-size", type=_int_or("native"), help="resize the images to this size (default 16; 'native')")
     p.add_argument("--held-out-size", "--probe-size", dest="held_out_size", type=int, action=_RenamedFlag,
                    help="held-out samples from the test split (default: all)")
-    p.add_argument("--train-subset", type=int, help="train on a seeded, stratified subset (e.g. 5000)")
+    p.add_argument("--train-subset", type=_int_or("all"),
+                   help="train on a seeded, stratified subset of this many images (default 3000; 'all')")
     p.add_argument("--out-dir", default="runs/demo")
     p.set_defaults(func=cmd_demo)
 

@@ -90,6 +90,26 @@ def test_reproduce_runs_every_config(tmp_path, monkeypatch):
     assert all(c.data.download and c.data.root == str(tmp_path / "data") for c in seen)
 
 
+@pytest.mark.parametrize("seeds, message", [(["0", "0"], "must not repeat a seed"), (["-1"], "seeds must be an int >= 0")])
+def test_reproduce_refuses_bad_seeds_by_name(seeds, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "train", lambda config: pytest.fail("bad seeds must not train"))
+    assert cli.main(["reproduce", "table1", "--dry-run", "--seeds", *seeds, "--out-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_flags_reach_the_settings(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "run_demo", lambda settings, out_dir: seen.append((settings, out_dir)))
+    assert cli.main(["demo", "--seeds", "2", "0", "--image-size", "12", "-K", "4", "--out-dir", str(tmp_path)]) == 0
+    (settings, out_dir), = seen
+    assert settings.seeds == (2, 0) and settings.image_size == 12 and settings.num_modules == 4
+    assert settings.dataset == "fashion_mnist_subset" and out_dir == tmp_path
+    assert cli.main(["demo", "--seed", "3", "--out-dir", str(tmp_path)]) == 0 and seen[-1][0].seeds == (3,)
+    assert cli.main(["demo", "--seeds", "1", "1", "--out-dir", str(tmp_path)]) == 2
+    assert cli.main(["demo", "--train-subset", "all", "--image-size", "native", "--out-dir", str(tmp_path)]) == 0
+    assert seen[-1][0].train_subset is None and seen[-1][0].image_size is None
+
+
 def _flag_help(parser, dest):
     (action,) = [a for a in parser._actions if a.dest == dest]
     return action

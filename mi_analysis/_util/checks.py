@@ -61,3 +61,18 @@ def one_of(value: Any, what: str, valid: Sequence[str]) -> Any:
     if value not in valid:
         raise ValueError(f"{what}={value!r} is unknown; expected one of {tuple(valid)}")
     return value
+
+
+def seed_list(value: Any, what: str) -> tuple[int, ...]:
+    """A non-empty sequence of distinct integers >= 0 (an int alone is one seed), as a tuple."""
+    seeds = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    if not is_iterable(seeds):
+        raise ValueError(f"{what} must be a seed or a sequence of seeds (integers >= 0), got {value!r}")
+    seeds = tuple(int_at_least(s, what, 0) for s in seeds)
+    if not seeds:
+        raise ValueError(f"{what} must name at least one seed, got {value!r}")
+    if len(set(seeds)) != len(seeds):
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise ValueError(f"{what} must not repeat a seed (runs would collide), got {list(seeds)}: "
+                         f"{', '.join(map(str, repeated))} repeated")
+    return seeds

@@ -12,6 +12,8 @@ chosen here:
   images (0.1307, 0.3081).
 - fashion_mnist: zero-pad 2, crop, flip (garments are nearly mirror-symmetric); mean/std of the
   60,000 training images (0.2860, 0.3530).
+- fashion_mnist_subset: the first 6,000 training and 2,000 test images of fashion_mnist, bundled
+  with the package (offline); fashion_mnist's augmentation and statistics.
 - digits: zero-pad image_size / 8, crop, no flip; mean/std of the 1,300 training images at the
   default 16x16 (0.3057, 0.3190).
 - synthetic: reflect-pad image_size / 8 (the gratings have random phase, so a shift keeps the
@@ -37,6 +39,7 @@ from mi_analysis.data.file_sources import (
     read_stl10,
     read_svhn,
 )
+from mi_analysis.data.fashion_mnist_subset import read_fashion_mnist_subset
 from mi_analysis.data.records import AugmentSpec, DatasetInfo, ImageTensors
 from mi_analysis.data.synthetic import SYNTHETIC_OPTIONS, check_synthetic_options, read_synthetic
 from mi_analysis.data.transforms import resize_images
@@ -108,6 +111,10 @@ _REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec("mnist", 10, 1, 28, (0.1307,), (0.3081,), AugmentSpec(2, "zeros", False), _files(read_mnist)),
         DatasetSpec(
             "fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,), AugmentSpec(2, "zeros", True), _files(read_fashion_mnist)
+        ),
+        DatasetSpec(
+            "fashion_mnist_subset", 10, 1, 28, (0.2860,), (0.3530,), AugmentSpec(2, "zeros", True),
+            _files(read_fashion_mnist_subset),
         ),
         DatasetSpec("digits", 10, 1, 16, (0.3057,), (0.3190,), AugmentSpec(2, "zeros", False), _read_digits),
         DatasetSpec(

@@ -21,6 +21,7 @@ from torch import nn
 
 from .archs import FACTORY, TORCHVISION, arch_kind, factory_path
 from .config import ModelConfig
+from .init import DEFAULT_SEED, global_generator_kept
 from .local import LocalNet, _unit_output_shapes
 from .torchvision_units import torchvision_units
 
@@ -98,7 +99,8 @@ def recorded_config(config: ModelConfig, *, num_classes: int, in_channels: int, 
     config and its tables say what was trained."""
     if arch_kind(config.arch) != FACTORY:
         return config
-    made = call_factory(config.arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    with global_generator_kept():
+        made = call_factory(config.arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     if not isinstance(made, LocalNet):
         return config
     _check_not_conflicting(config, made, num_classes, (in_channels, image_size, image_size))
@@ -106,17 +108,22 @@ def recorded_config(config: ModelConfig, *, num_classes: int, in_channels: int, 
 
 
 def build_external(config: ModelConfig, *, num_classes: int, in_channels: int, image_size: int,
-                   input_mean=None, input_std=None, dataset: str = "cifar10") -> LocalNet:
-    """The LocalNet of a torchvision or factory arch (module docstring)."""
+                   input_mean=None, input_std=None, dataset: str = "cifar10", seed: int = DEFAULT_SEED) -> LocalNet:
+    """The LocalNet of a torchvision or factory arch (module docstring). The units and the
+    classifier keep the initialisation torchvision or the factory gives them (drawn from the global
+    generator, which is put back afterwards, so data order does not depend on the model); the parts
+    the package adds (heads, decoders, context encoders) are initialised from (seed, part name)."""
     c = config
     unit_rule, adapted = None, ()
     if arch_kind(c.arch) == TORCHVISION:
-        split = torchvision_units(c.arch.split(":", 1)[1], num_classes=num_classes, in_channels=in_channels,
-                                  image_size=image_size)
+        with global_generator_kept():
+            split = torchvision_units(c.arch.split(":", 1)[1], num_classes=num_classes, in_channels=in_channels,
+                                      image_size=image_size)
         units, head, unit_rule, adapted = split.units, split.head, f"torchvision {split.family}: {split.rule}", \
             split.adapted
     else:
-        made = call_factory(c.arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        with global_generator_kept():
+            made = call_factory(c.arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         if isinstance(made, LocalNet):
             _check_not_conflicting(c, made, num_classes, (in_channels, image_size, image_size))
             made.arch = c.arch
@@ -143,4 +150,5 @@ def build_external(config: ModelConfig, *, num_classes: int, in_channels: int, i
                     context=c.context, local_loss=c.local_loss, aux_head=c.aux_head, reconstruct=c.reconstruct,
                     aux_widen=c.aux_widen, aux_feature_dim=c.aux_feature_dim, lambdas=c.lambdas,
                     input_mean=input_mean, input_std=input_std, recompute_context=c.recompute_context,
-                    split=c.split, dataset=dataset, arch=c.arch, unit_rule=unit_rule, adapted=adapted)
+                    split=c.split, dataset=dataset, arch=c.arch, unit_rule=unit_rule, adapted=adapted,
+                    seed=seed)

@@ -240,7 +240,7 @@ class _LeanEncoder(torch.autograd.Function):
                 need_input = i > 0 or ctx.needs_input_grad[3]
                 grad_h, grad_w, grad_b = _conv_backward(conv, grad_z, inp, need_input)
                 grads = [grad_w, grad_b, grad_gamma, grad_beta] + grads
-                h = inp
+                h = inp  # the next (earlier) stage's ReLU output
         grad_source = grad_h if ctx.needs_input_grad[3] else None
         return (None, None, None, grad_source, *grads)
 

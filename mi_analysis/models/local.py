@@ -6,8 +6,9 @@ classifier trained by cross-entropy. The input of module k+1 is the detached out
 of module k plus the context encoders' sum (context.py). K = 1 is end-to-end training,
 through the same code.
 
-Heads, decoders and context encoders get the papers' init (resnet.init_conv_bn_); the
-units keep whatever init they came with.
+Heads, decoders and context encoders get the papers' init (resnet.init_conv_bn_), each from its
+own generator seeded by (seed, part name) (init.py: common random numbers across context modes);
+the units and the classifier keep whatever init they came with.
 
 Everything that depends on the configuration (unit slices per module, encoders per cut,
 loss weights per module, taps) is fixed in __init__; a step only runs it.
@@ -32,7 +33,8 @@ from .losses import cross_entropy, supervised_contrastive
 from . import heads, splits
 from .config import check_options, run_mode
 from .context import ContextSupply
-from .resnet import available_archs, init_conv_bn_
+from .resnet import available_archs
+from .init import DEFAULT_SEED, global_generator_kept, init_parts_
 from .taps import Tap
 
 USER_CUTS = "user cuts"  # split_rule of a LocalNet whose cuts were given as unit indices
@@ -55,8 +57,9 @@ class LocalNet(nn.Module):
                  lambdas: Sequence[float] | None = None, input_mean=None, input_std=None,
                  recompute_context: bool = False, split: str = "equal", dataset: str = "cifar10",
                  arch: str | None = None, split_rule: str | None = None, unit_rule: str | None = None,
-                 adapted: Sequence[str] = ()):
+                 adapted: Sequence[str] = (), seed: int = DEFAULT_SEED):
         super().__init__()
+        seed = int_at_least(seed, "seed", 0)
         names, unit_list = _named_units(units)
         if not isinstance(head, nn.Module):
             raise TypeError(f"head must be an nn.Module mapping the last unit's output to logits, "
@@ -90,20 +93,21 @@ class LocalNet(nn.Module):
 
         # local heads of modules 0..K-2 (the last module uses the classifier)
         out_features = num_classes if local_loss == "cross_entropy" else aux_feature_dim
-        self.aux_heads = nn.ModuleList(
-            heads.aux_head(aux_head, s, out_features, widen=aux_widen, feature_dim=aux_feature_dim)
-            for s in cut_shapes)
+        with global_generator_kept():  # the parts are initialised below, each from its own generator
+            self.aux_heads = nn.ModuleList(
+                heads.aux_head(aux_head, s, out_features, widen=aux_widen, feature_dim=aux_feature_dim)
+                for s in cut_shapes)
         # (lambda_x, lambda_y) per local module; without decoder the aux loss alone
         self._lambdas = heads.module_lambdas(endpoints, num_modules) if reconstruct \
             else ((0.0, 1.0),) * len(cuts)
         # a decoder whose weight is 0 would take no part in training: not built
         self._decoder_keys = tuple(str(k) if lx != 0 else None for k, (lx, _) in enumerate(self._lambdas))
-        self.decoders = nn.ModuleDict({key: heads.Decoder(cut_shapes[k], input_shape, aux_widen)
-                                       for k, key in enumerate(self._decoder_keys) if key})
-        self.context = ContextSupply(context, input_shape, cut_shapes, widen=aux_widen,
-                                     recompute=recompute_context)
-        for part in (self.aux_heads, self.decoders, self.context):
-            init_conv_bn_(part)
+        with global_generator_kept():
+            self.decoders = nn.ModuleDict({key: heads.Decoder(cut_shapes[k], input_shape, aux_widen)
+                                           for k, key in enumerate(self._decoder_keys) if key})
+            self.context = ContextSupply(context, input_shape, cut_shapes, widen=aux_widen,
+                                         recompute=recompute_context)
+        init_parts_(self._own_parts(), seed)
         if reconstruct:
             mean, std = _image_stats(input_mean, input_std, input_shape[0])
             self.register_buffer("image_mean", mean, persistent=False)
@@ -123,6 +127,14 @@ class LocalNet(nn.Module):
                          "input_mean": _plain(input_mean), "input_std": _plain(input_std),
                          "recompute_context": recompute_context, "split": split, "dataset": dataset}
 
+    def _own_parts(self) -> dict[str, nn.Module]:
+        """The parts this class builds, by the name their generator is derived from (a part's
+        state_dict prefix): aux heads, decoders, context encoders."""
+        return {f"{group}.{key}": part
+                for group, parts in (("aux_heads", self.aux_heads), ("decoders", self.decoders),
+                                     ("context.encoders", self.context.encoders))
+                for key, part in parts.named_children()}
+
     @classmethod
     def from_units(cls, units, cuts, head: nn.Module, *, input_shape: Sequence[int], num_classes: int,
                    context: str = "R0", split: str = "equal", **options) -> "LocalNet":
@@ -134,7 +146,9 @@ class LocalNet(nn.Module):
             modules by the `split` rule ("equal" units, or "balanced" activation sizes).
         input_shape: one sample's shape, (C, H, W) for images or (F,) for vectors.
         options: the keywords of build (local_loss, aux_head, reconstruct, aux_widen,
-            aux_feature_dim, lambdas, input_mean, input_std, recompute_context, dataset).
+            aux_feature_dim, lambdas, input_mean, input_std, recompute_context, dataset, seed).
+        seed: the heads, decoders and context encoders are initialised from (seed, part name)
+            (models/init.py); the units and head keep the init they came with.
         Shapes at the cuts are found by one forward pass of a zero sample without gradient.
         `config` of such a net cannot rebuild it without the units (its "arch" is None).
         """

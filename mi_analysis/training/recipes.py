@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from mi_analysis._util.checks import one_of
+from mi_analysis._util.checks import one_of, seed_list
 from mi_analysis.data import available_datasets
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
@@ -83,7 +83,9 @@ def experiment(name: str, *, scale: str = "paper", seeds: tuple[int, ...] = (0,)
     """Every run of a paper experiment. `scale="quick"` keeps the models and modes but shrinks
     epochs and data so the whole set runs on a CPU; `dataset` swaps the data set (e.g. "synthetic"
     offline) and `arch` the network (any ModelConfig arch, e.g. "torchvision:resnet18"), keeping
-    everything else; `root` and `download` go to every run's data config."""
+    everything else; `root` and `download` go to every run's data config.
+    seeds: distinct integers >= 0, one run of every configuration per seed."""
+    seeds = seed_list(seeds, "seeds")
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")
     if scale not in SCALES:

@@ -56,10 +56,11 @@ def learning_rate(config: RunConfig, epoch: int) -> float:
 
 
 def build_model(config: RunConfig, info: Any, image_size: int) -> LocalNet:
-    """The run's model: its ModelConfig plus what the data set fixes (classes, channels, size, statistics)."""
+    """The run's model: its ModelConfig plus what the data set fixes (classes, channels, size, statistics),
+    initialised from the run's training seed (common random numbers across modes: models/init.py)."""
     return builder.build_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels,
                                image_size=image_size, input_mean=info.mean, input_std=info.std,
-                               dataset=info.name)
+                               dataset=info.name, seed=config.train.seed)
 
 
 def check_out_dir(config: RunConfig) -> Path:

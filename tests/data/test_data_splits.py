@@ -96,6 +96,7 @@ def test_unknown_dataset_lists_valid_names():
         "stl10",
         "mnist",
         "fashion_mnist",
+        "fashion_mnist_subset",
         "digits",
         "synthetic",
     }
