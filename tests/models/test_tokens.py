@@ -196,3 +196,16 @@ def test_ihx_of_tokens_sees_the_information_a_reduction_keeps(estimator):
             assert flat < 1e-6 < 0.01 < values["mean"][name], values
         else:
             assert flat > values["mean"][name] + 0.5, (name, values)
+
+
+def test_flops_of_transformer_blocks_are_counted(tiny_vit):
+    """The fused inference path of nn.TransformerEncoderLayer is invisible to the FLOP counter."""
+    from mi_analysis.profiling.costs import forward_flops_per_image
+
+    net = vit(tiny_vit, 1, "R0")
+    dim, tokens, hidden = 32, 17, 64
+    # at least, per block, the q, k, v projections and the two feed-forward Linears (the fused path
+    # read 49,792 for the whole net)
+    block = 2 * tokens * (3 * dim * dim + 2 * dim * hidden)
+    assert forward_flops_per_image(net, (1, 16, 16)) >= 4 * block
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
