@@ -20,6 +20,7 @@ from mi_analysis.analysis.comparisons import compare
 from mi_analysis.analysis.figures import make_figures
 from mi_analysis.analysis.runs import why_not_analysable
 from mi_analysis.bench import main as bench_main
+from mi_analysis.capture import TOKEN_REDUCTIONS
 from mi_analysis.data import dataset_info
 from mi_analysis.demo import DemoSettings, run_demo
 from mi_analysis.models import build_model
@@ -190,7 +191,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # analyze flags that map one-to-one onto AnalysisConfig fields
 ANALYSIS_FLAGS = ("points", "quantities", "y_estimators", "x_estimators", "held_out_size", "fit_size", "seed",
-                  "device", "decoder", "pool", "pca_dim")
+                  "device", "decoder", "pool", "pca_dim", "tokens")
 
 
 def analysis_config_from_args(args: argparse.Namespace):
@@ -366,6 +367,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", choices=["linear", "mlp"], help="reconstruction decoder")
     p.add_argument("--pool", type=int, help="average-pool activations to POOL x POOL before PCA")
     p.add_argument("--pca-dim", type=int, help="PCA dims of each point for the estimators")
+    p.add_argument("--tokens", choices=TOKEN_REDUCTIONS,
+                   help="token activations (T, C): pool (to POOL*POOL tokens, default), mean, cls or flatten")
     p.add_argument("--out", type=Path, help="the table to write (default RUN_DIR/mi.csv)")
     p.add_argument("--threads", type=int, help="CPU threads of capture and fitting, and the most any estimator "
                                                "uses (default: torch's; estimators take the cores left free)")

@@ -5,6 +5,7 @@ boundary, plot, describe and reload; a factory that cannot be imported any more 
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -104,6 +105,29 @@ def test_a_factorys_localnet_trains_and_its_run_records_what_it_fixes(factory_mo
     assert len(list(runs.iterdir())) == 1  # refused before a run directory was made
     assert main(["analyze", str(run), *FAST_ANALYSIS]) == 0
     assert {(r["mode"], r["K"]) for r in read_table(run / "mi.csv")} == {("E", "3")}
+
+
+@pytest.mark.slow
+def test_a_vit_factory_trains_analyses_every_boundary_and_plots_from_the_cli(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
+    runs = tmp_path / "runs"
+    try:
+        assert main(["train", "--arch", "tiny_vit:tiny_vit", "-K", "3", "--context", "E", *TINY,
+                     "--out-dir", str(runs)]) == 0
+        (run,) = runs.iterdir()
+        assert main(["analyze", str(run), *FAST_ANALYSIS, "--tokens", "mean"]) == 0
+        model, _ = load_run(run)
+    finally:
+        sys.modules.pop("tiny_vit", None)
+    points = boundary_points(model)
+    assert points == ["block0", "m1.in", "block2", "m2.in", "block3"]  # units: embed, block0..block3
+    rows = read_table(run / "mi.csv")
+    for quantity in ("I(h;x)", "I(h;y)"):
+        assert {r["point"] for r in rows if r["quantity"] == quantity} == set(points)
+    assert all(r["notes"].startswith("tokens 17x32 reduced to the mean token (tokens=mean)") for r in rows)
+    assert {(r["mode"], r["K"]) for r in rows} == {("E", "3")}
+    assert main(["plot", str(runs), "--out", str(tmp_path / "figures")]) == 0
+    assert (tmp_path / "figures" / "information_depth.png").stat().st_size > 0
 
 
 def tiny_run(arch, num_modules, context, out_dir):

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from mi_analysis.capture import capture
+from mi_analysis.capture import Tokens, capture
 from mi_analysis.models import Tap
 
 from .measure import Inputs, fit_pca, measure_point, reduce_point, uses_reduced_x
@@ -97,7 +97,8 @@ def measure_model(
     if not todo:
         return []
     names = list(todo)
-    pool = ("avgpool", config.pool)
+    token_steps = {point.name: _token_step(config) for point in points if point.name in todo and point.tokens}
+    pool = {name: [token_steps[name]] if name in token_steps else ("avgpool", config.pool) for name in names}
     fit = _capture(model, data.fit_x, names, pool, config, device, "fitting")
     held_out = _capture(model, data.held_out_x, names, pool, config, device, "held-out")
     needs_x = any(quantity == "I(h;x)" and uses_reduced_x(method) for quantity, method in wanted_methods(config))
@@ -124,11 +125,17 @@ def measure_model(
             if not done(key_of(base_row, point.name, quantity, estimator))
         ]  # fmt: skip
         emit_terms(point.name, {(q, e): r.terms for q, e, r in fresh if r.terms is not None})
-        point_rows = [_row(base_row, point, quantity, estimator, result, data.sample_set)
+        reduced_by = [token_steps[point.name].describe(point.shape)] if point.name in token_steps else []
+        point_rows = [_row(base_row, point, quantity, estimator, result, data.sample_set, reduced_by)
                       for quantity, estimator, result in fresh]
         emit(point_rows)
         rows += point_rows
     return rows
+
+
+def _token_step(config: AnalysisConfig) -> Tokens:
+    """The reduction of token activations (T, C) that config.tokens names (AnalysisConfig)."""
+    return Tokens("pool", config.pool * config.pool) if config.tokens == "pool" else Tokens(config.tokens)
 
 
 def _same(a: Tensor, b: Tensor) -> bool:
@@ -169,11 +176,11 @@ def requested_keys(base_row: dict[str, Any], points: list[Tap], config: Analysis
     }  # fmt: skip
 
 
-def _row(base_row: dict[str, Any], point: Tap, quantity: str, estimator: str, result, sample_set: str
-         ) -> dict[str, Any]:  # fmt: skip
+def _row(base_row: dict[str, Any], point: Tap, quantity: str, estimator: str, result, sample_set: str,
+         reduced_by: list[str]) -> dict[str, Any]:  # fmt: skip
     return {
         **base_row, "point": point.name, "depth": point.depth, "module": point.module, "quantity": quantity,
         "estimator": estimator, "kind": result.kind, "value": float(result.value),
         "ci_low": float(result.ci[0]), "ci_high": float(result.ci[1]), "n": int(result.n),
-        "sample_set": sample_set, "notes": "; ".join(result.notes),
+        "sample_set": sample_set, "notes": "; ".join([*reduced_by, *result.notes]),
     }  # fmt: skip

@@ -19,6 +19,7 @@ import yaml
 
 from mi_analysis._util.checks import positive_int
 from mi_analysis._util.config import from_dict, to_plain
+from mi_analysis.capture import TOKEN_REDUCTIONS
 from mi_analysis.estimators import available, get
 from mi_analysis.estimators.registry import analysis_settings
 
@@ -77,6 +78,11 @@ class AnalysisConfig:
       x_pca_dim: PCA dims of the input for the estimators that pair h with the reduced input.
       decoder: "linear" (ridge, closed form) or "mlp" (one hidden layer) from the pooled h to
           the un-normalised input.
+      tokens: how token activations (T, C) (the taps a LocalNet declares with such a shape, e.g.
+          a ViT's blocks) are reduced in the capture hooks, before the PCA to pca_dim: "pool"
+          (consecutive tokens averaged down to pool * pool tokens, as many positions as an image
+          map pooled to pool x pool keeps, then flattened), "mean" (the mean token), "cls" (the
+          first token) or "flatten" (every token). The rows' notes say what was kept.
     """
 
     points: str | tuple[str, ...] = "boundaries"
@@ -93,6 +99,7 @@ class AnalysisConfig:
     estimator_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     x_pca_dim: int = 64
     decoder: str = "linear"
+    tokens: str = "pool"
 
     def __post_init__(self) -> None:
         _check_points(self.points)
@@ -114,6 +121,8 @@ class AnalysisConfig:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.tokens not in TOKEN_REDUCTIONS:
+            raise ValueError(f"tokens must be one of {TOKEN_REDUCTIONS}, got {self.tokens!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a str such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
 

@@ -4,7 +4,9 @@
 """
 
 from .recorder import Captured, capture, fit_reducers, gather
-from .reductions import PCA, REDUCTION_STEPS, AvgPool, RandomProjection, Reduction, make_reduction
+from .reductions import (
+    PCA, REDUCTION_STEPS, TOKEN_REDUCTIONS, AvgPool, RandomProjection, Reduction, Tokens, make_reduction,
+)
 from .taps import UnknownPointError, resolve_taps
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "AvgPool",
     "RandomProjection",
     "PCA",
+    "Tokens",
+    "TOKEN_REDUCTIONS",
     "make_reduction",
     "REDUCTION_STEPS",
     "UnknownPointError",

@@ -16,6 +16,7 @@ in order, then flattened:
     ("avgpool", s)              adaptive average pooling of the spatial dims to s x s
     ("project", d[, seed])      fixed Gaussian random projection to d dims
     ("pca", d)                  top-d principal components, fitted beforehand
+    ("tokens", mode[, n])       token axis of (B, T, C): "mean", "cls", "flatten", or "pool" to n tokens
     [("avgpool", 4), ("project", 128)]   composed
 `reduce` is one spec for every point or a dict point -> spec.
 

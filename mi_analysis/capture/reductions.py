@@ -1,6 +1,7 @@
 """Reductions applied to activations inside the capture hooks, batch by batch, so that only
 n x d_reduced numbers per tap are kept: average pooling, a fixed random projection, PCA (fitted
-on the training split, never on the held-out set), and their compositions."""
+on the training split, never on the held-out set), token reductions of (B, T, C) activations, and
+their compositions."""
 
 from __future__ import annotations
 
@@ -40,6 +41,53 @@ class AvgPool:
 
     def __repr__(self) -> str:
         return f"AvgPool({self.size})"
+
+
+TOKEN_REDUCTIONS = ("pool", "mean", "cls", "flatten")
+
+
+class Tokens:
+    """Reduce the token axis of (B, T, C) activations (a transformer's units); (B, d) passes through.
+
+    "mean": the average token (B, C). "cls": the first token (B, C), a class token where the model
+    puts one first. "pool": average pooling of the token axis to at most `size` tokens (consecutive
+    tokens averaged, as AdaptiveAvgPool1d groups them), then flattened (B, <= size * C).
+    "flatten": every token, (B, T * C). A (B, T, C) tensor is read as tokens, never as (B, C, L)
+    channels, so apply this step only to token activations (the analysis does so for the taps
+    whose shape is (T, C)); a later "project" or "pca" step then reduces the flattened tokens.
+    """
+
+    def __init__(self, mode: str, size: int | None = None) -> None:
+        if mode not in TOKEN_REDUCTIONS:
+            raise ValueError(f"tokens reduction must be one of {TOKEN_REDUCTIONS}, got {mode!r}")
+        if (mode == "pool") != (size is not None):
+            raise ValueError(f"tokens size is given with mode 'pool' only (the tokens kept), got mode={mode!r}, "
+                             f"size={size!r}")
+        self.mode = mode
+        self.size = None if size is None else positive_int(size, "tokens size")
+
+    def transform(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            return x
+        if x.dim() != 3:
+            raise ValueError(f"tokens expects activations of shape (B, T, C) or (B, d), got {tuple(x.shape)}")
+        if self.mode == "mean":
+            return x.mean(1)
+        if self.mode == "cls":
+            return x[:, 0]
+        if self.mode == "pool":
+            x = F.adaptive_avg_pool1d(x.transpose(1, 2), min(self.size, x.shape[1])).transpose(1, 2)
+        return x.flatten(1)
+
+    def describe(self, shape) -> str:
+        """What the step keeps of per-sample tokens of `shape` (T, C), for a table's notes."""
+        num_tokens, channels = shape
+        kept = {"mean": "the mean token", "cls": "the first (class) token", "flatten": "every token",
+                "pool": f"{min(self.size or 0, num_tokens)} token averages"}[self.mode]
+        return f"tokens {num_tokens}x{channels} reduced to {kept} (tokens={self.mode})"
+
+    def __repr__(self) -> str:
+        return f"Tokens({self.mode!r})" if self.size is None else f"Tokens({self.mode!r}, {self.size})"
 
 
 class RandomProjection:
@@ -150,7 +198,7 @@ class PCA:
         return f"PCA({self.dim}, fitted={self.fitted})"
 
 
-REDUCTION_STEPS: dict[str, type] = {"avgpool": AvgPool, "project": RandomProjection, "pca": PCA}
+REDUCTION_STEPS: dict[str, type] = {"avgpool": AvgPool, "project": RandomProjection, "pca": PCA, "tokens": Tokens}
 _STEP_TYPES = tuple(REDUCTION_STEPS.values())
 
 
@@ -190,7 +238,7 @@ class Reduction:
 
 def make_reduction(spec: Any) -> Reduction:
     """A Reduction from a spec: None, a Reduction, a step object, ("avgpool", s) /
-    ("project", d[, seed]) / ("pca", d), or a list of those (composed in order)."""
+    ("project", d[, seed]) / ("pca", d) / ("tokens", mode[, size]), or a list of those (composed in order)."""
     if spec is None:
         return Reduction()
     if isinstance(spec, Reduction):
@@ -205,8 +253,8 @@ def make_reduction(spec: Any) -> Reduction:
     if isinstance(spec, (list, tuple)):
         return Reduction(tuple(step for part in spec for step in make_reduction(part).steps))
     raise TypeError(
-        "reduce must be None, a Reduction, a step, a tuple like ('avgpool', 4), ('project', 128) or "
-        f"('pca', 64), a list of those, or a dict point -> one of those; got {spec!r}"
+        "reduce must be None, a Reduction, a step, a tuple like ('avgpool', 4), ('project', 128), "
+        f"('pca', 64) or ('tokens', 'mean'), a list of those, or a dict point -> one of those; got {spec!r}"
     )
 
 

@@ -17,6 +17,7 @@ final cross-entropy), while backbone modules stay gradient-isolated.
   input is built (R1E: the first cut has only E).
 - For activations without space (F,) (MLP units), each conv + BN2d becomes Linear + BN1d
   (pooling dropped); a (C, H, W) source feeding such a cut is flattened first.
+- For tokens (T, C) (transformer units) the encoders are those of models/token_context.py.
 
 Mode rules: K = 1 (end-to-end) has no cut, so only R0 is valid there. Rn asks for
 up to n earlier module inputs; the K-1 cuts can use at most K-1 of them (modules
@@ -39,6 +40,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .heads import widened
 from .lean_encoder import lean_encode
+from .token_context import token_image_encoder, token_residual_encoder
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def context_mode(name: str, num_modules: int) -> ContextMode:
 
 def _spatial(shape: Sequence[int]) -> bool:
     if len(shape) not in (1, 3):
-        raise ValueError(f"context encoders need (C, H, W) or (F,) tensors per sample, "
+        raise ValueError(f"context encoders need (C, H, W), (T, C) or (F,) tensors per sample, "
                          f"got shape {tuple(shape)}")
     return len(shape) == 3
 
@@ -93,6 +95,8 @@ def _pool_to(in_shape: Sequence[int], out_shape: Sequence[int]) -> nn.Module:
 
 def image_encoder(image_shape: Sequence[int], out_shape: Sequence[int], widen: float = 1) -> nn.Sequential:
     """E: the raw input -> a tensor of out_shape."""
+    if len(out_shape) == 2:
+        return token_image_encoder(image_shape, out_shape)
     hidden = widened(12, widen)
     if _spatial(out_shape):
         if not _spatial(image_shape):
@@ -113,6 +117,8 @@ def image_encoder(image_shape: Sequence[int], out_shape: Sequence[int], widen: f
 
 def residual_encoder(in_shape: Sequence[int], out_shape: Sequence[int]) -> nn.Sequential:
     """Res: the input of an earlier module -> a tensor of out_shape."""
+    if len(out_shape) == 2:
+        return token_residual_encoder(in_shape, out_shape)
     if _spatial(out_shape):
         if not _spatial(in_shape):
             raise ValueError(f"context R cannot make a (C, H, W) tensor {tuple(out_shape)} from "

@@ -25,9 +25,6 @@ from .init import DEFAULT_SEED, global_generator_kept
 from .local import LocalNet, _unit_output_shapes
 from .torchvision_units import torchvision_units
 
-TOKEN_UNITS = ("local heads and context encoders for token activations (T, C) are not built yet; "
-               "train it end-to-end (num_modules=1, context R0) or cut it where units give (C, H, W) or (F,)")
-
 
 def import_factory(arch: str):
     """The function named by a "package.module:factory" arch; a ValueError saying why not."""
@@ -137,15 +134,11 @@ def build_external(config: ModelConfig, *, num_classes: int, in_channels: int, i
         raise ValueError(f"num_modules={c.num_modules} exceeds the {len(unit_list)} units of arch={c.arch!r}; "
                          "each module needs at least one unit")
     try:
-        shapes = _unit_output_shapes(names or [f"u{i}" for i in range(len(unit_list))], unit_list, head,
-                                    input_shape, num_classes)
+        _unit_output_shapes(names or [f"u{i}" for i in range(len(unit_list))], unit_list, head,
+                            input_shape, num_classes)
     except (RuntimeError, TypeError) as err:  # e.g. a pooling or conv the image has become too small for
         raise ValueError(f"arch={c.arch!r} cannot take {in_channels}x{image_size}x{image_size} inputs: {err}") \
             from err
-    tokens = [shape for shape in shapes if len(shape) == 2]
-    if c.num_modules > 1 and tokens:
-        raise ValueError(f"arch={c.arch!r} with num_modules={c.num_modules}: {len(tokens)} of its "
-                         f"{len(shapes)} units output tokens (T, C), e.g. {tokens[0]}; {TOKEN_UNITS}")
     return LocalNet(units, c.num_modules, head, input_shape=input_shape, num_classes=num_classes,
                     context=c.context, local_loss=c.local_loss, aux_head=c.aux_head, reconstruct=c.reconstruct,
                     aux_widen=c.aux_widen, aux_feature_dim=c.aux_feature_dim, lambdas=c.lambdas,

@@ -11,7 +11,9 @@ conv maps C -> C' with
 which is the paper's table for C in {16, 32, 64} (32w s2, 64w s2, 64w s1) and
 its generalisation to other widths; a second conv (2c2f) keeps C', stride 1.
 On a (F,) activation (an MLP's units) only the conv-free heads 0c1f and 0c2f
-exist and the pooling is skipped.
+exist and the pooling is skipped. On (T, C) tokens (a transformer's units) the convs are
+token-wise Linear + LayerNorm + GELU layers and the pooling averages the tokens
+(models/token_heads.py).
 
 With the decoder on, local module k (k = 0..K-2; module K-1 has the classifier) is
 trained on lambda_x(k) * BCE + lambda_y(k) * aux_loss, the weights moving linearly from
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .splits import dataset_key
+from .token_heads import token_pooling_layers
 
 # name -> (number of conv layers, number of Linear layers)
 _HEAD_LAYOUT = {
@@ -82,7 +85,7 @@ def head_conv_width(channels: int, widen: float) -> tuple[int, int]:
 
 def aux_head(name: str, in_shape: Sequence[int], out_features: int, *, widen: float = 1,
              feature_dim: int = 128) -> nn.Sequential:
-    """Auxiliary head `name` for activations of shape in_shape ((C, H, W) or (F,)) -> (B, out)."""
+    """Auxiliary head `name` for activations of shape in_shape ((C, H, W), (T, C) or (F,)) -> (B, out)."""
     if name not in _HEAD_LAYOUT:
         raise ValueError(f"aux_head={name!r} is unknown; expected one of {AUX_HEADS}")
     num_convs, num_fcs = _HEAD_LAYOUT[name]
@@ -97,6 +100,8 @@ def aux_head(name: str, in_shape: Sequence[int], out_features: int, *, widen: fl
                            nn.BatchNorm2d(conv_width), nn.ReLU()]
                 width = conv_width
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    elif len(in_shape) == 2:
+        layers, width = token_pooling_layers(num_convs, in_shape[1], head_conv_width(in_shape[1], widen)[0])
     elif len(in_shape) == 1:
         if num_convs:
             conv_free = tuple(n for n, (c, _) in _HEAD_LAYOUT.items() if c == 0)
@@ -104,7 +109,7 @@ def aux_head(name: str, in_shape: Sequence[int], out_features: int, *, widen: fl
                              f"shape {tuple(in_shape)} (features, no space); use one of {conv_free}")
         width = in_shape[0]
     else:
-        raise ValueError(f"auxiliary heads need (C, H, W) or (F,) activations per sample, "
+        raise ValueError(f"auxiliary heads need (C, H, W), (T, C) or (F,) activations per sample, "
                          f"got shape {tuple(in_shape)}")
     hidden = widened(feature_dim, widen)
     for _ in range(num_fcs - 1):

@@ -116,7 +116,7 @@ class LocalNet(nn.Module):
         self._final_loss = cross_entropy
         self._aux_loss = supervised_contrastive if local_loss == "contrast" else cross_entropy
         self._aux_has_classes = local_loss == "cross_entropy"
-        self._taps = _taps(names, unit_list, self._unit_ranges)
+        self._taps = _taps(names, unit_list, self._unit_ranges, shapes)
         self._split_rule = split_rule
         self._unit_rule, self._adapted = unit_rule, tuple(adapted)
         self._input_shape = input_shape
@@ -475,12 +475,12 @@ def _unit_output_shapes(names: Sequence[str], units: list[nn.Module], head: nn.M
     return shapes
 
 
-def _taps(names, units, unit_ranges) -> dict[str, Tap]:
+def _taps(names, units, unit_ranges, shapes) -> dict[str, Tap]:
     taps: list[Tap] = []
     for k, unit_range in enumerate(unit_ranges):
         if k > 0:
-            first = unit_range[0]
-            taps.append(Tap(f"m{k}.in", len(taps), k, first, "input", units[first]))
+            first = unit_range[0]  # module k's input has the shape of the previous unit's output
+            taps.append(Tap(f"m{k}.in", len(taps), k, first, "input", units[first], shapes[first - 1]))
         for i in unit_range:
-            taps.append(Tap(names[i], len(taps), k, i, "output", units[i]))
+            taps.append(Tap(names[i], len(taps), k, i, "output", units[i], shapes[i]))
     return {t.name: t for t in taps}

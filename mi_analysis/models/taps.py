@@ -22,6 +22,8 @@ class Tap:
     depth: position along the network (a LocalNet's tap order; for other models, request order).
     module: index of the local module the tap belongs to (0 for models that are not cut).
     unit: flat unit index (the module's first unit for "m{k}.in"); None outside a LocalNet.
+    shape: per-sample shape of the activation ((C, H, W), (T, C) tokens or (F,)) where the model
+        declares it (a LocalNet), else None.
     """
 
     name: str
@@ -30,3 +32,9 @@ class Tap:
     unit: int | None
     where: str
     target: nn.Module
+    shape: tuple[int, ...] | None = None
+
+    @property
+    def tokens(self) -> bool:
+        """Whether the activation is known to be tokens (T, C)."""
+        return self.shape is not None and len(self.shape) == 2

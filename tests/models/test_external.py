@@ -133,13 +133,14 @@ def test_factory_errors_say_what_is_wrong(user_module):
         build("user_archs:pools_by_8", 1, in_channels=1, image_size=4)
 
 
-def test_token_units_train_end_to_end_and_cutting_them_is_refused(user_module):
+def test_token_units_are_cut_like_any_units(user_module):
+    x, y = torch.randn(4, 1, 4, 4), torch.arange(4)
     net = build("user_archs:token_model", 1, in_channels=1, image_size=4)
-    assert net.training_step(torch.randn(4, 1, 4, 4), torch.arange(4))["logits"].shape == (4, 10)
-    for num_modules, context in ((2, "R0"), (2, "E")):
-        with pytest.raises(ValueError, match=r"num_modules=2: 3 of its 3 units output tokens \(T, C\), e.g. "
-                                             r"\(16, 1\); local heads and context encoders for token"):
-            build("user_archs:token_model", num_modules, context, in_channels=1, image_size=4)
+    assert net.training_step(x, y)["logits"].shape == (4, 10)
+    for num_modules, context in ((2, "R0"), (2, "E"), (3, "R2E")):
+        net = build("user_archs:token_model", num_modules, context, in_channels=1, image_size=4)
+        assert net.training_step(x, y)["logits"].shape == (4, 10)
+        assert net.tap(net.taps[-1]).shape == (16, 8)
 
 
 @pytest.mark.parametrize("arch", ["resnet33", "torchvision", "a b:c", "pkg.mod:", "pkg/mod:f", 3])
