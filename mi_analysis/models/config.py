@@ -20,6 +20,7 @@ from .archs import ARCH_HELP, check_arch
 from .context import CONTEXT_MODES
 from .heads import AUX_HEADS
 from .losses import LOCAL_LOSSES
+from .rules import LOCAL_RULES
 from .splits import SPLITS
 
 E2E = "E2E"  # the mode of a one-module (end-to-end) run
@@ -63,6 +64,9 @@ class ModelConfig:
                               _choice(LOCAL_LOSSES), LOCAL_LOSSES)
     aux_head: str = _option("1c2f", "auxiliary head: <convs>c<fully connected layers>f",
                             _choice(AUX_HEADS), AUX_HEADS)
+    local_rule: str = _option("gll", "how local heads are built: gll (the aux_head), auglocal (AugLocal: copies "
+                              "of later units + classifier), man (momentum auxiliary network)",
+                              _choice(LOCAL_RULES), LOCAL_RULES)
     split: str = _option("equal", "where to cut: the paper's tables, else equal units or balanced "
                          "activation sizes", _choice(SPLITS), SPLITS)
     reconstruct: bool = _option(False, "add InfoPro's decoder (reconstruction) term to the local losses",
