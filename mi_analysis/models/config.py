@@ -33,6 +33,14 @@ def run_mode(num_modules: int, context: str) -> str:
     return E2E if num_modules == 1 else context
 
 
+def run_label(num_modules: int, context: str, rule: str = "gll") -> str:
+    """run_mode, followed by "@<rule>" for a local-learning rule other than gll ("R0@auglocal",
+    "E@man"): what tables, comparisons and figures tell runs apart by. E2E has no local heads, so
+    no rule; an empty rule (tables before rules were recorded) is gll."""
+    mode = run_mode(num_modules, context)
+    return mode if mode == E2E or rule in ("", "gll") else f"{mode}@{rule}"
+
+
 def _lambdas(value: Any, what: str) -> tuple[float, float, float, float] | None:
     if value is None:
         return None
@@ -92,6 +100,11 @@ class ModelConfig:
     def mode(self) -> str:
         """run_mode of this model: "E2E", "R0", "E", ..."""
         return run_mode(self.num_modules, self.context)
+
+    @property
+    def label(self) -> str:
+        """run_label of this model: the mode, with "@<rule>" for a rule other than gll."""
+        return run_label(self.num_modules, self.context, self.local_rule)
 
 
 OPTIONS = {field.name: field for field in dataclasses.fields(ModelConfig)}
