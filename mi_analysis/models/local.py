@@ -295,15 +295,20 @@ class LocalNet(nn.Module):
         return self.tap(name)
 
     def parameter_counts(self) -> dict[str, int]:
-        def count(*parts):
-            return sum(p.numel() for part in parts for p in part.parameters())
-        return {
+        """Parameters per group; MAN's momentum copies (frozen, rules.py) are counted apart from the
+        heads' trained parameters, under "momentum_copies", present only for local_rule="man"."""
+        def count(*parts, trained=(True, False)):
+            return sum(p.numel() for part in parts for p in part.parameters() if p.requires_grad in trained)
+        counts = {
             "backbone": count(self.units, self.classifier),
-            "local_heads": count(self.aux_heads),
+            "local_heads": count(self.aux_heads, trained=(True,)),
             "context": count(self.context),
             "decoders": count(self.decoders),
             "total": count(self),
         }
+        if self.local_rule == "man":
+            counts["momentum_copies"] = count(self.aux_heads, trained=(False,))
+        return counts
 
     def describe(self) -> dict:
         """JSON-serialisable summary: configuration, cuts, units per module, parameter counts."""

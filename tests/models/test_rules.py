@@ -101,6 +101,9 @@ def test_heads_parameter_counts():
     last_head = count(man.aux_heads[2].head)
     assert trainable == sum(widths) + next_heads + last_head
     assert count(man.aux_heads[0].head) == count(gll.aux_heads[1])
+    counts = man.parameter_counts()
+    assert (counts["local_heads"], counts["momentum_copies"]) == (trainable, frozen)
+    assert counts["total"] == count(man) and "momentum_copies" not in gll.parameter_counts()
     assert frozen == sum(count(*[man.units[i] for i in range(len(man.units)) if man.module_of_unit[i] == k])
                          for k in (1, 2, 3))
 
