@@ -66,3 +66,17 @@ def test_a_table_without_the_rule_column_reads_as_gll(table, tmp_path):
         writer.writerows(line[:-1] for line in reader)
     with pytest.raises(ValueError, match="two runs of mode R0, K=3"):  # all three read as plain GLL
         compare([old], pairs=["R0:R0"])
+
+
+def test_man_is_refused_under_module_parallel_and_seeds_are_averaged_per_rule():
+    from mi_analysis.analysis.seeds import seed_table
+    from mi_analysis.training.distributed.rank_trainer import check_setup
+    config = RunConfig(model=ModelConfig(arch="resnet20", num_modules=4, local_rule="man"))
+    with pytest.raises(ValueError, match="local_rule='man'.*--parallel data"):
+        check_setup(config, "module", 2)
+    check_setup(config, "data", 2)
+    row = {"mode": "R0", "K": 4, "epoch": 1, "point": "p", "quantity": "I(h;y)", "estimator": "probe_linear",
+           "depth": 0, "module": 0, "kind": "lower_bound", "ci_low": 0.0, "ci_high": 0.2}
+    rows = [{**row, "seed": s, "rule": rule, "value": v} for s in (0, 1) for rule, v in (("gll", 0.1), ("man", 0.5))]
+    means = {r["rule"]: r["value"] for r in seed_table(rows)}
+    assert means == pytest.approx({"gll": 0.1, "man": 0.5})
