@@ -12,6 +12,7 @@ from mi_analysis.models import LocalNet, build, splits
 from mi_analysis.models.context import CONTEXT_MODES, context_mode
 from mi_analysis.models.heads import paper_lambdas
 from mi_analysis.models.resnet import available_archs, blocks_per_stage, resnet_units
+from mi_analysis.models.rules import auglocal_depths, auglocal_units
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -175,3 +176,24 @@ def test_where_the_rules_reproduce_the_paper_tables_as_the_docs_say():
         if ruled.cuts == splits.paper_unit_cuts(arch, k, split, blocks_per_stage(arch)):
             reproduced.add((arch, split, k))
     assert reproduced == said
+
+
+# ---------------------------------------------------------------- local-learning rules
+@pytest.mark.parametrize("row", table_after("### AugLocal's heads on the CIFAR ResNets"),
+                         ids=lambda r: f"{r['arch']}-K{r['K']}")
+def test_documented_auglocal_heads(row):
+    net = build(row["arch"], int(row["K"]), local_rule="auglocal")
+    last = len(net.units) - 1
+    depths = auglocal_depths(net.cuts, last)
+    assert net.cuts == tuple(int(c) for c in row["cuts"].split(", "))
+    assert depths == tuple(int(d) for d in row["depths"].split(", "))
+    documented = [tuple(int(u) for u in head.split()) for head in row["units copied per head"].split("; ")]
+    assert documented == [auglocal_units(c, last, d) for c, d in zip(net.cuts, depths)]
+
+
+@pytest.mark.parametrize("row", table_after("### Parameters of the local heads per rule"),
+                         ids=lambda r: f"{r['arch']}-K{r['K']}-{r['rule']}")
+def test_documented_rule_head_counts(row):
+    counts = build(row["arch"], int(row["K"]), local_rule=row["rule"]).parameter_counts()
+    assert counts["local_heads"] == int(number(row["local heads (trained)"]))
+    assert counts.get("momentum_copies", 0) == int(number(row["momentum copies (frozen)"]))

@@ -3,11 +3,18 @@
     rows = compare(["runs/demo/mi.csv"], out="runs/demo/comparisons.csv")
     rows = compare(["runs/"], pairs=[("E", "R0")], seeds=[0, 1, 2])
 
-For every pair (a, b) of modes (mi.csv's mode column: E2E, R0, E, R1E, ...) at one K, and every
+For every pair (a, b) of run labels at one K, and every
 (epoch, point, quantity, estimator) of either side, one row: diff = a - b with its 95% CI, the
 two-sided p-value of "no difference" and p_holm, that p-value Holm-adjusted over every boundary
 and pair of the table with the same quantity, estimator and epoch (holm.py). Default pairs: R0 -
-E2E (what greedy local learning loses) and every other mode - R0 (what context supply changes).
+E2E (what greedy local learning loses), every other mode - R0 (what context supply changes) and, for
+runs of a local-learning rule other than gll, <mode>@<rule> - R0 (what the rule changes against
+plain GLL at the same unit).
+
+Run labels: the mode (mi.csv's mode column: E2E, R0, E, R1E, ...), followed by "@<rule>" for
+runs of a rule other than gll (mi.csv's rule column: "R0@auglocal", "E@man"; models.config.run_label).
+Only runs of one label are grouped; pairs name labels ("R0@auglocal:R0"). In the output, a and b
+keep the modes and rule_a, rule_b the rules.
 
 - paired=true: both rows are means of per-sample terms over the same held-out samples (same
   sample_set and ids); CI by a bootstrap over the samples with the same resamples for both sides
@@ -17,7 +24,7 @@ E2E (what greedy local learning loses) and every other mode - R0 (what context s
 - Several seeds: seed i of a is paired with seed i of b; the per-seed differences are averaged
   with a CI over seeds that holds both seed-to-seed and sample variation (seeds.py), and
   var_seeds, var_samples, dominant_variance say which dominates.
-- Recovered fraction (mode - R0) / (E2E - R0), on the rows (in nats) of a ContSup mode against R0,
+- Recovered fraction (mode - R0) / (E2E - R0), on the rows (in nats) of a ContSup mode or another rule against R0,
   with a 95% CI on the same resamples (several seeds: over seeds); only where GLL loses at that
   point, R0 - E2E < 0 with p_holm < 0.05; elsewhere empty and recovered_note says why ("GLL loss not
   significant", "no GLL loss: GLL above E2E", ...).
@@ -41,7 +48,7 @@ import numpy as np
 
 from mi_analysis._util.files import write_csv
 from mi_analysis.models import E2E
-from mi_analysis.models.config import run_mode
+from mi_analysis.models.config import run_label
 
 from .holm import holm
 from .measure import row_spec
@@ -58,8 +65,9 @@ NO_LOSS = "no GLL loss: GLL above E2E"
 COMPARISON_COLUMNS = (
     "point", "depth", "layer", "quantity", "estimator", "kind", "a", "b", "K", "epoch", "diff", "ci_low", "ci_high",
     "p_value", "p_holm", "n", "seeds", "paired", "recovered", "recovered_low", "recovered_high", "recovered_note",
-    "var_seeds", "var_samples", "dominant_variance", "note",
+    "var_seeds", "var_samples", "dominant_variance", "note", "rule_a", "rule_b",
 )  # fmt: skip
+FORMAT_2_COMPARISON_COLUMNS = COMPARISON_COLUMNS[:-2]  # before rules: every run gll
 CELL = ("epoch", "point", "quantity", "estimator")
 
 
@@ -78,19 +86,27 @@ def layer_position(point: str, depth: int, module: int) -> float:
 
 
 def parse_pair(text: str) -> tuple[str, str]:
-    """'A:B' -> (A, B): the comparison A - B of two modes."""
+    """'A:B' -> (A, B): the comparison A - B of two run labels."""
     parts = text.split(":")
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"--pairs takes A:B (two modes, the comparison A - B, e.g. R0:E2E), got {text!r}")
+        raise ValueError(f"--pairs takes A:B (two run labels, the comparison A - B, e.g. R0:E2E or "
+                         f"R0@auglocal:R0), got {text!r}")
     return parts[0], parts[1]
 
 
 def default_pairs(modes: Sequence[str]) -> list[tuple[str, str]]:
-    """R0 - E2E and every other mode - R0, for the modes present."""
+    """R0 - E2E, every other mode - R0 and every label of another rule - R0, for the labels present."""
     if GLL not in modes:
         return []
-    others = sorted(m for m in modes if m not in (E2E, GLL))
-    return ([(GLL, E2E)] if E2E in modes else []) + [(m, GLL) for m in others]
+    others = sorted(m for m in modes if m not in (E2E, GLL) and "@" not in m)
+    rules = sorted(m for m in modes if "@" in m)
+    return ([(GLL, E2E)] if E2E in modes else []) + [(m, GLL) for m in others + rules]
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """'R0@auglocal' -> ('R0', 'auglocal'); a label without a rule is gll."""
+    mode, _, rule = label.partition("@")
+    return mode, rule or "gll"
 
 
 def load_tables(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], dict[tuple[str, ...], SampleTerms]]:
@@ -139,7 +155,7 @@ def compare(
     rows, terms = load_tables(inputs)
     index: dict[tuple, dict[int | None, _Entry]] = {}
     for row in rows:
-        mode, k = run_mode(int(row["K"]), row["mode"]), int(row["K"])
+        mode, k = run_label(int(row["K"]), row["mode"], row.get("rule") or "gll"), int(row["K"])
         seed = int(row["seed"]) if row.get("seed", "") not in ("", "None") else None
         cell = index.setdefault((mode, k, *(row[c] for c in CELL)), {})
         if seed in cell:
@@ -160,6 +176,8 @@ def compare(
     _adjust(results)
     _recovered(results, num_resamples, bootstrap_seed)
     out_rows = [row for row, _ in results]
+    for row in out_rows:
+        (row["a"], row["rule_a"]), (row["b"], row["rule_b"]) = split_label(row["a"]), split_label(row["b"])
     if out is not None:
         write_csv(Path(out), [{c: _cell(row.get(c)) for c in COMPARISON_COLUMNS} for row in out_rows])
     return out_rows
@@ -174,7 +192,8 @@ def _pairs(pairs: Sequence[tuple[str, str] | str] | None, modes: list[str]) -> l
     chosen = [parse_pair(p) if isinstance(p, str) else tuple(p) for p in pairs]
     missing = sorted({m for pair in chosen for m in pair if m not in modes})
     if missing:
-        raise ValueError(f"pairs name mode(s) {missing} that the tables do not hold; modes: {modes}")
+        raise ValueError(f"pairs name mode(s) {missing} that the tables do not hold; modes (mode@rule for rules "
+                         f"other than gll): {modes}")
     if E2E in modes and (GLL, E2E) not in chosen and any(b == GLL and a != E2E for a, b in chosen):
         chosen.insert(0, (GLL, E2E))
     return chosen

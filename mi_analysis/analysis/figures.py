@@ -24,7 +24,7 @@ from mi_analysis._util.files import read_csv
 from mi_analysis.analysis import plots
 from mi_analysis.models.config import run_mode
 
-from .comparisons import COMPARISON_COLUMNS
+from .comparisons import COMPARISON_COLUMNS, FORMAT_2_COMPARISON_COLUMNS
 from .measure import preference_rank
 from .runs import collect_runs
 from .settings import QUANTITIES
@@ -75,7 +75,7 @@ def _header(path: Path) -> tuple[str, ...]:
 
 
 def _is_comparisons(path: Path) -> bool:
-    return _header(path) == COMPARISON_COLUMNS
+    return _header(path) in (COMPARISON_COLUMNS, FORMAT_2_COMPARISON_COLUMNS)
 
 
 def _is_mi_table(path: Path) -> bool:

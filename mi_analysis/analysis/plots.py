@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from mi_analysis._util.files import read_csv
-from mi_analysis.models.config import run_mode
+from mi_analysis.models.config import run_label
 
 from .comparisons import GLL, layer_position
 from .paired import stderr_from_ci
@@ -55,7 +55,7 @@ __all__ = [
 
 # The mi.csv columns the figures draw from; rows without seed, n, sample_set and notes (e.g. built by
 # hand, or tables of an earlier format) plot too.
-PLOTTED_COLUMNS = tuple(column for column in MI_COLUMNS if column not in ("seed", "n", "sample_set", "notes"))
+PLOTTED_COLUMNS = tuple(column for column in MI_COLUMNS if column not in ("seed", "n", "sample_set", "notes", "rule"))
 
 # One colour per mode in every figure; the order is the legend order.
 MODE_COLORS = {
@@ -121,13 +121,20 @@ def _int(row: Mapping[str, Any], column: str, name: str) -> int:
     return int(value)
 
 
+RULE_NAMES = {"auglocal": "AugLocal", "man": "MAN"}
+
+
 def _mode_order(mode: str) -> tuple[int, str]:
     order = list(MODE_COLORS)
     return (order.index(mode), "") if mode in order else (len(order), mode)
 
 
 def mode_label(mode: str) -> str:
-    """Legend name of a mode: "E2E", "GLL (R0)", "ContSup (E)", ..."""
+    """Legend name of a mode: "E2E", "GLL (R0)", "ContSup (E)", ...; a run label with a rule other
+    than gll: "AugLocal (R0)", "MAN (E)", ..."""
+    if "@" in mode:
+        context, rule = mode.split("@", 1)
+        return f"{RULE_NAMES.get(rule, rule)} ({context})"
     if mode == "E2E":
         return "E2E"
     if mode == "R0":
@@ -171,7 +178,7 @@ def _mi_rows(mi_rows: Any) -> list[dict[str, Any]]:
         {
             "run": str(row["run"]),
             "seed": str(row.get("seed", "")),
-            "mode": run_mode(_int(row, "K", name), str(row["mode"])),
+            "mode": run_label(_int(row, "K", name), str(row["mode"]), str(row.get("rule") or "gll")),
             "K": _int(row, "K", name),
             "epoch": _int(row, "epoch", name),
             "point": str(row["point"]),
@@ -444,7 +451,8 @@ def _summary_rows(summary_rows: Any, column: str) -> list[dict[str, Any]]:
     rows = _rows(summary_rows, "summary_rows", ("mode", "K", "seed", column))
     name = "summary_rows"
     return [
-        {"mode": run_mode(_int(row, "K", name), str(row["mode"])), "K": _int(row, "K", name), column: _float(row, column, name)}
+        {"mode": run_label(_int(row, "K", name), str(row["mode"]), str(row.get("local_rule") or "gll")),
+         "K": _int(row, "K", name), column: _float(row, column, name)}
         for row in rows
     ]
 
@@ -544,7 +552,7 @@ def plot_local_accuracy(rows: Any, *, K: int | None = None, epoch: int | None = 
         k = _int(row, "K", name) if "K" in row else _count_heads(row)
         # rows with epochs are a run's history; without, every row is a run of its own
         run = str(row.get("run", row.get("seed", ""))) if "epoch" in row else i
-        runs[(run_mode(k, str(row["mode"])), k, run)].append(row)
+        runs[(run_label(k, str(row["mode"]), str(row.get("local_rule") or "gll")), k, run)].append(row)
     curves: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
     for (mode, k, _), run_rows in runs.items():
         if "epoch" in run_rows[0]:
@@ -604,11 +612,17 @@ def _comparison_rows(comparison_rows: Any) -> list[dict[str, Any]]:
                                                        "K", "epoch", "diff", "ci_low", "ci_high"))  # fmt: skip
     name = "comparison_rows"
     return [
-        {**row, "K": _int(row, "K", name), "epoch": _int(row, "epoch", name), "layer": _float(row, "layer", name),
+        {**row, "a": _label(row["a"], row.get("rule_a")), "b": _label(row["b"], row.get("rule_b")),
+         "K": _int(row, "K", name), "epoch": _int(row, "epoch", name), "layer": _float(row, "layer", name),
          "diff": _float(row, "diff", name), "ci_low": _float(row, "ci_low", name),
          "ci_high": _float(row, "ci_high", name)}
         for row in rows if row["diff"] not in ("", None)
     ]  # fmt: skip
+
+
+def _label(mode: Any, rule: Any) -> str:
+    """A comparison side's run label: its mode, with "@<rule>" for a rule other than gll."""
+    return str(mode) if rule in (None, "", "gll") else f"{mode}@{rule}"
 
 
 def plot_differences(

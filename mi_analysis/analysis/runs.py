@@ -93,7 +93,7 @@ def analyze_run(
     m = run_config.model
     data, rows, requested = None, [], set()
     for epoch, checkpoint_epoch in checkpoints:
-        base = {"run": run_dir.name, "mode": m.mode, "K": m.num_modules,
+        base = {"run": run_dir.name, "mode": m.mode, "K": m.num_modules, "rule": m.local_rule,
                 "seed": run_config.train.seed, "epoch": epoch}  # fmt: skip
         model, _ = load_run(run_dir, checkpoint_epoch, device=str(device))
         points = select_points(model, config.points)  # unknown names fail before any data is loaded
@@ -263,7 +263,8 @@ def analyze_model(
                          held_out_ids=held_out, sample_set=sample_set_id("data", held_out))
     k = getattr(model, "num_modules", 1)
     mode = model.mode if isinstance(model, LocalNet) else E2E
-    base = {"run": run or type(model).__name__, "mode": mode, "K": k, "seed": None, "epoch": epoch}
+    rule = model.local_rule if isinstance(model, LocalNet) else "gll"
+    base = {"run": run or type(model).__name__, "mode": mode, "K": k, "rule": rule, "seed": None, "epoch": epoch}
     device = resolve_device(config.device)
     return measure_model(model, chosen, samples, config, base, device)
 
@@ -314,7 +315,7 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     memory = [v for v in (_finite_float(r.get("peak_memory_bytes")) for r in rows) if v is not None]
     summary = {
         "run": run_dir.name, "path": str(run_dir), "dataset": config.data.dataset, "arch": m.arch,
-        "mode": m.mode, "K": m.num_modules, "context": m.context,
+        "mode": m.mode, "K": m.num_modules, "context": m.context, "local_rule": m.local_rule,
         "local_loss": m.local_loss, "seed": config.train.seed, "epochs": int(rows[-1]["epoch"]) if rows else 0,
         "test_acc": _nan(final.get("test_acc")), "val_acc": _nan(final.get("val_acc")),
         "best_val_acc": _nan(best.get("val_acc")), "test_acc_at_best_val": _nan(best.get("test_acc")),

@@ -71,28 +71,29 @@ SEED_GROUP = ("mode", "K", "epoch", "point", "quantity", "estimator")
 
 
 def seed_table(rows: Sequence[dict]) -> list[dict]:
-    """One row per (mode, K, epoch, point, quantity, estimator) of mi.csv rows of several seeds: the mean over
+    """One row per (mode, K, epoch, point, quantity, estimator, rule) of mi.csv rows of several seeds: the mean over
     seeds with its 95% CI (seed_mean), seeds, var_seeds, var_samples and dominant_variance. A group with a
     single seed is an error (a mean over seeds was asked for); rows without a seed are left out."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if str(row.get("seed", "")) not in ("", "None"):
-            groups.setdefault(tuple(str(row[c]) for c in SEED_GROUP), []).append(row)
+            key = (*(str(row[c]) for c in SEED_GROUP), str(row.get("rule") or "gll"))  # rules are never mixed
+            groups.setdefault(key, []).append(row)
     out = []
     for key, members in groups.items():
         seeds = sorted({int(row["seed"]) for row in members})
         if len(seeds) != len(members):
-            raise ValueError(f"{dict(zip(SEED_GROUP, key))} has several rows of one seed (seeds {seeds}); aggregate "
+            raise ValueError(f"{dict(zip((*SEED_GROUP, 'rule'), key))} has several rows of one seed (seeds {seeds}); aggregate "
                              "one configuration at a time")
         if len(seeds) < 2:
-            raise ValueError(f"{dict(zip(SEED_GROUP, key))} has a single seed ({seeds[0]}); a mean over seeds needs "
+            raise ValueError(f"{dict(zip((*SEED_GROUP, 'rule'), key))} has a single seed ({seeds[0]}); a mean over seeds needs "
                              "at least 2 (train more seeds, --seeds)")
         values = [float(row["value"]) for row in members]
         stderrs = [stderr_from_ci(float(row["ci_low"]), float(row["ci_high"])) for row in members]
         agg = seed_mean(values, stderrs)
         first = members[0]
         out.append({
-            **{c: first[c] for c in (*SEED_GROUP, "depth", "module", "kind")}, "value": agg.mean,
+            **{c: first[c] for c in (*SEED_GROUP, "depth", "module", "kind")}, "rule": key[-1], "value": agg.mean,
             "ci_low": agg.ci_low, "ci_high": agg.ci_high, "seeds": agg.seeds, "var_seeds": agg.var_seeds,
             "var_samples": agg.var_samples, "dominant_variance": agg.dominant,
         })  # fmt: skip

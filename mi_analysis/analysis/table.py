@@ -28,21 +28,25 @@ from .settings import AnalysisConfig
 
 MI_COLUMNS = (
     "run", "mode", "K", "seed", "epoch", "point", "depth", "module",
-    "quantity", "estimator", "kind", "value", "ci_low", "ci_high", "n", "sample_set", "notes",
+    "quantity", "estimator", "kind", "value", "ci_low", "ci_high", "n", "sample_set", "notes", "rule",
 )  # fmt: skip
 # sample_set: a short hash of the held-out sample ids (rows of different sets are never paired);
 # notes: the estimator's caveats, "; "-joined. Tables of format 1 lack both and read them as empty.
-FORMAT_1_COLUMNS = MI_COLUMNS[:-2]
+# rule: the run's local-learning rule (models/rules.py); tables of formats 1 and 2 lack it: gll.
+FORMAT_2_COLUMNS = MI_COLUMNS[:-1]
+FORMAT_1_COLUMNS = MI_COLUMNS[:-3]
+OLDER_COLUMNS = (FORMAT_1_COLUMNS, FORMAT_2_COLUMNS)
 KEY_COLUMNS = ("run", "epoch", "point", "quantity", "estimator")
 # Version of the mi.csv + analysis.yaml pair, written into analysis.yaml. 1: held_out_size (was
 # probe_size, still read). 2: sample_set and notes columns, per-sample terms beside the table
-# (samples.py). Tables without it were written before versions were recorded and still load.
-TABLE_FORMAT = 2
+# (samples.py). 3: rule column. Tables without it were written before versions were recorded and
+# still load.
+TABLE_FORMAT = 3
 
 
 def is_mi_header(header: Any) -> bool:
     """Whether a csv header is that of an mi.csv table of this or an earlier format."""
-    return tuple(header) in (MI_COLUMNS, FORMAT_1_COLUMNS)
+    return tuple(header) in (MI_COLUMNS, *OLDER_COLUMNS)
 
 
 def settings_path(table: Path) -> Path:
@@ -110,8 +114,8 @@ class MiTable:
             raise ValueError(f"the table {self.path} is a folder; expected a csv file path (--out PATH / out=)")
         with open(self.path, newline="") as handle:
             header = next(csv.reader(handle), None)
-        if header is not None and tuple(header) == FORMAT_1_COLUMNS:
-            self.columns = FORMAT_1_COLUMNS  # new rows keep its columns; their terms still go beside it
+        if header is not None and tuple(header) in OLDER_COLUMNS:
+            self.columns = tuple(header)  # new rows keep its columns; their terms still go beside it
         elif header is not None and tuple(header) != MI_COLUMNS:
             raise ValueError(
                 f"{self.path} is not an mi.csv table: its columns are {header}, expected {list(MI_COLUMNS)}"
@@ -141,7 +145,7 @@ class MiTable:
         return key in self._keys
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        rows = list(rows)
+        rows = [{"rule": "gll", **row} for row in rows]  # a row without a rule is of plain GLL
         if not rows:
             return
         keys = [row_key({k: format_value(v) for k, v in row.items()}) for row in rows]
@@ -150,6 +154,9 @@ class MiTable:
             raise ValueError(
                 f"{self.path} already has a row for (run, epoch, point, quantity, estimator) = {repeated[0]}"
             )
+        if "rule" not in self.columns and any(row.get("rule", "gll") != "gll" for row in rows):
+            raise ValueError(f"{self.path} is a table of an earlier format without a rule column; rows of a "
+                             "local-learning rule other than gll go to another table (--out PATH / out=)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(self.path):
             fresh = not self.path.exists() or self.path.stat().st_size == 0

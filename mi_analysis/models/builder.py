@@ -49,7 +49,7 @@ def build_model(config: ModelConfig, *, num_classes: int, in_channels: int, imag
              if c.num_modules > 1 else None)
     return LocalNet(units, c.num_modules if table is None else table, classifier,
                     input_shape=(in_channels, image_size, image_size), num_classes=num_classes,
-                    context=c.context, local_loss=c.local_loss, aux_head=c.aux_head,
+                    context=c.context, local_loss=c.local_loss, aux_head=c.aux_head, local_rule=c.local_rule,
                     reconstruct=c.reconstruct, aux_widen=c.aux_widen, aux_feature_dim=c.aux_feature_dim,
                     lambdas=c.lambdas, input_mean=input_mean, input_std=input_std,
                     recompute_context=c.recompute_context, split=c.split, dataset=dataset, arch=c.arch,

@@ -20,6 +20,7 @@ from .archs import ARCH_HELP, check_arch
 from .context import CONTEXT_MODES
 from .heads import AUX_HEADS
 from .losses import LOCAL_LOSSES
+from .rules import LOCAL_RULES
 from .splits import SPLITS
 
 E2E = "E2E"  # the mode of a one-module (end-to-end) run
@@ -30,6 +31,14 @@ def run_mode(num_modules: int, context: str) -> str:
     whose context is always R0), else its context mode: "R0" (plain greedy local learning) or a
     context supply mode ("E", "R1E", ...; ContSup, arXiv 2312.07636)."""
     return E2E if num_modules == 1 else context
+
+
+def run_label(num_modules: int, context: str, rule: str = "gll") -> str:
+    """run_mode, followed by "@<rule>" for a local-learning rule other than gll ("R0@auglocal",
+    "E@man"): what tables, comparisons and figures tell runs apart by. E2E has no local heads, so
+    no rule; an empty rule (tables before rules were recorded) is gll."""
+    mode = run_mode(num_modules, context)
+    return mode if mode == E2E or rule in ("", "gll") else f"{mode}@{rule}"
 
 
 def _lambdas(value: Any, what: str) -> tuple[float, float, float, float] | None:
@@ -63,6 +72,9 @@ class ModelConfig:
                               _choice(LOCAL_LOSSES), LOCAL_LOSSES)
     aux_head: str = _option("1c2f", "auxiliary head: <convs>c<fully connected layers>f",
                             _choice(AUX_HEADS), AUX_HEADS)
+    local_rule: str = _option("gll", "how local heads are built: gll (the aux_head), auglocal (AugLocal: copies "
+                              "of later units + classifier), man (momentum auxiliary network)",
+                              _choice(LOCAL_RULES), LOCAL_RULES)
     split: str = _option("equal", "where to cut: the paper's tables, else equal units or balanced "
                          "activation sizes", _choice(SPLITS), SPLITS)
     reconstruct: bool = _option(False, "add InfoPro's decoder (reconstruction) term to the local losses",
@@ -88,6 +100,11 @@ class ModelConfig:
     def mode(self) -> str:
         """run_mode of this model: "E2E", "R0", "E", ..."""
         return run_mode(self.num_modules, self.context)
+
+    @property
+    def label(self) -> str:
+        """run_label of this model: the mode, with "@<rule>" for a rule other than gll."""
+        return run_label(self.num_modules, self.context, self.local_rule)
 
 
 OPTIONS = {field.name: field for field in dataclasses.fields(ModelConfig)}

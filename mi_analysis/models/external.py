@@ -140,7 +140,8 @@ def build_external(config: ModelConfig, *, num_classes: int, in_channels: int, i
         raise ValueError(f"arch={c.arch!r} cannot take {in_channels}x{image_size}x{image_size} inputs: {err}") \
             from err
     return LocalNet(units, c.num_modules, head, input_shape=input_shape, num_classes=num_classes,
-                    context=c.context, local_loss=c.local_loss, aux_head=c.aux_head, reconstruct=c.reconstruct,
+                    context=c.context, local_loss=c.local_loss, aux_head=c.aux_head, local_rule=c.local_rule,
+                    reconstruct=c.reconstruct,
                     aux_widen=c.aux_widen, aux_feature_dim=c.aux_feature_dim, lambdas=c.lambdas,
                     input_mean=input_mean, input_std=input_std, recompute_context=c.recompute_context,
                     split=c.split, dataset=dataset, arch=c.arch, unit_rule=unit_rule, adapted=adapted,

@@ -30,7 +30,7 @@ from mi_analysis._util.checks import int_at_least, is_iterable, is_number
 
 from .losses import cross_entropy, supervised_contrastive
 
-from . import heads, splits
+from . import heads, rules, splits
 from .config import check_options, run_mode
 from .context import ContextSupply
 from .resnet import available_archs
@@ -53,6 +53,7 @@ class LocalNet(nn.Module):
 
     def __init__(self, units, cuts: Sequence[int] | int, head: nn.Module, *, input_shape: Sequence[int], num_classes: int,
                  context: str = "R0", local_loss: str = "cross_entropy", aux_head: str = "1c2f",
+                 local_rule: str = "gll",
                  reconstruct: bool = False, aux_widen: float = 1, aux_feature_dim: int = 128,
                  lambdas: Sequence[float] | None = None, input_mean=None, input_std=None,
                  recompute_context: bool = False, split: str = "equal", dataset: str = "cifar10",
@@ -67,7 +68,8 @@ class LocalNet(nn.Module):
         input_shape = _check_shape(input_shape)
         num_classes = int_at_least(num_classes, "num_classes", 2)
         # the options a ModelConfig holds, checked by its fields' checks
-        options = check_options(local_loss=local_loss, aux_head=aux_head, reconstruct=reconstruct,
+        options = check_options(local_loss=local_loss, aux_head=aux_head, local_rule=local_rule,
+                                reconstruct=reconstruct,
                                 recompute_context=recompute_context, aux_widen=aux_widen, split=split,
                                 aux_feature_dim=aux_feature_dim, lambdas=lambdas)
         aux_feature_dim, lambdas = options["aux_feature_dim"], options["lambdas"]
@@ -94,9 +96,10 @@ class LocalNet(nn.Module):
         # local heads of modules 0..K-2 (the last module uses the classifier)
         out_features = num_classes if local_loss == "cross_entropy" else aux_feature_dim
         with global_generator_kept():  # the parts are initialised below, each from its own generator
-            self.aux_heads = nn.ModuleList(
-                heads.aux_head(aux_head, s, out_features, widen=aux_widen, feature_dim=aux_feature_dim)
-                for s in cut_shapes)
+            self.aux_heads = rules.local_heads(local_rule, units=unit_list, shapes=shapes, classifier=head,
+                                               cuts=cuts, unit_ranges=self._unit_ranges, aux_head=aux_head,
+                                               out_features=out_features, local_loss=local_loss, widen=aux_widen,
+                                               feature_dim=aux_feature_dim)
         # (lambda_x, lambda_y) per local module; without decoder the aux loss alone
         self._lambdas = heads.module_lambdas(endpoints, num_modules) if reconstruct \
             else ((0.0, 1.0),) * len(cuts)
@@ -108,6 +111,8 @@ class LocalNet(nn.Module):
             self.context = ContextSupply(context, input_shape, cut_shapes, widen=aux_widen,
                                          recompute=recompute_context)
         init_parts_(self._own_parts(), seed)
+        if local_rule == "man":  # the momentum copies start as the next modules' units
+            self.follow_next_modules(momentum=0.0)
         if reconstruct:
             mean, std = _image_stats(input_mean, input_std, input_shape[0])
             self.register_buffer("image_mean", mean, persistent=False)
@@ -121,7 +126,7 @@ class LocalNet(nn.Module):
         self._unit_rule, self._adapted = unit_rule, tuple(adapted)
         self._input_shape = input_shape
         self._num_classes = num_classes
-        self._options = {"context": context, "local_loss": local_loss, "aux_head": aux_head,
+        self._options = {"context": context, "local_loss": local_loss, "aux_head": aux_head, "local_rule": local_rule,
                          "reconstruct": reconstruct, "aux_widen": aux_widen,
                          "aux_feature_dim": aux_feature_dim, "lambdas": _plain(lambdas),
                          "input_mean": _plain(input_mean), "input_std": _plain(input_std),
@@ -234,6 +239,8 @@ class LocalNet(nn.Module):
         tensors: "loss" (K,) float32, "accuracy" (K,) float32 (NaN for contrast heads),
         "logits" (B, num_classes) float32.
         """
+        if self._options["local_rule"] == "man":
+            self.follow_next_modules()
         target = self.reconstruction_target(x)
         losses, accuracies = [], []
         for k, h in self._walk(x, autocast_dtype):
@@ -244,6 +251,12 @@ class LocalNet(nn.Module):
             accuracies.append(accuracy)
         return {"loss": torch.stack(losses), "accuracy": torch.stack(accuracies),
                 "logits": logits.detach().float()}
+
+    def follow_next_modules(self, momentum: float = rules.MAN_MOMENTUM) -> None:
+        """MAN: move each head's momentum copy towards the current units of the next module (rules.py).
+        training_step calls it first, so the copies follow the weights of the previous optimiser step."""
+        for k, head in enumerate(self.aux_heads):
+            head.follow([self.units[i] for i in self._unit_ranges[k + 1]], momentum)
 
     def _local_loss(self, k: int, h: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """(lambda_y * aux loss [+ lambda_x * reconstruction BCE], head accuracy, head output) of module k."""
@@ -270,6 +283,11 @@ class LocalNet(nn.Module):
         return run_mode(self.num_modules, self._options["context"])
 
     @property
+    def local_rule(self) -> str:
+        """How the local heads are built: "gll", "auglocal" or "man" (rules.py)."""
+        return self._options["local_rule"]
+
+    @property
     def taps(self) -> tuple[str, ...]:
         """Names of the places where activations can be read, in forward order."""
         return tuple(self._taps)
@@ -291,15 +309,20 @@ class LocalNet(nn.Module):
         return self.tap(name)
 
     def parameter_counts(self) -> dict[str, int]:
-        def count(*parts):
-            return sum(p.numel() for part in parts for p in part.parameters())
-        return {
+        """Parameters per group; MAN's momentum copies (frozen, rules.py) are counted apart from the
+        heads' trained parameters, under "momentum_copies", present only for local_rule="man"."""
+        def count(*parts, trained=(True, False)):
+            return sum(p.numel() for part in parts for p in part.parameters() if p.requires_grad in trained)
+        counts = {
             "backbone": count(self.units, self.classifier),
-            "local_heads": count(self.aux_heads),
+            "local_heads": count(self.aux_heads, trained=(True,)),
             "context": count(self.context),
             "decoders": count(self.decoders),
             "total": count(self),
         }
+        if self.local_rule == "man":
+            counts["momentum_copies"] = count(self.aux_heads, trained=(False,))
+        return counts
 
     def describe(self) -> dict:
         """JSON-serialisable summary: configuration, cuts, units per module, parameter counts."""
@@ -325,6 +348,7 @@ class LocalNet(nn.Module):
             "num_classes": self._num_classes,
             "local_loss": options["local_loss"],
             "aux_head": options["aux_head"],
+            "local_rule": options["local_rule"],
             "aux_widen": options["aux_widen"],
             "aux_feature_dim": options["aux_feature_dim"],
             "reconstruct": options["reconstruct"],

@@ -100,6 +100,8 @@ class RunConfig:
             name += "-rec"
         if m.split != "equal":
             name += f"-{m.split}"
+        if m.local_rule != "gll":
+            name += f"-{m.local_rule}"
         return f"{name}-s{t.seed}"
 
     def to_dict(self) -> dict[str, Any]:

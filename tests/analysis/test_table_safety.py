@@ -12,7 +12,7 @@ from mi_analysis.analysis.table import MI_COLUMNS, MiTable, read_rows
 def _row(run, i, value=0.5):
     return {"run": run, "mode": "E", "K": 2, "seed": 0, "epoch": 1, "point": f"p{i}", "depth": i, "module": 0,
             "quantity": "I(h;y)", "estimator": "probe_linear", "kind": "lower_bound", "value": value,
-            "ci_low": 0.4, "ci_high": 0.6, "n": 10, "sample_set": "0123abcd", "notes": ""}
+            "ci_low": 0.4, "ci_high": 0.6, "n": 10, "sample_set": "0123abcd", "notes": "", "rule": "gll"}
 
 
 def _writer(path, writer, n, barrier):

@@ -1,0 +1,127 @@
+"""Local-learning rules: how the auxiliary network of each local module is built (docs/models.md).
+
+- "gll": the head of heads.aux_head on the module's output (InfoPro arXiv 2101.10832, ContSup
+  arXiv 2312.07636), as in plain greedy local learning.
+- "auglocal": AugLocal (Ma et al., ICLR 2024, arXiv 2404.17583). The auxiliary network of the
+  module ending at unit c is built from a uniformly spaced subset of the units after it, followed
+  by the network's classifier: fresh copies (own, re-initialised parameters) of units
+  c + ceil(i * (L - c) / d_c), i = 1..d_c, where L is the last unit, and a copy of the classifier.
+  Depth schedule (the paper's pyramid: heads get shallower as the module goes deeper):
+  d_c = min(L - c, max(1, ceil(AUGLOCAL_DEPTH * (L - c) / (L - c_0)))), c_0 the first cut, so the
+  first module's head has AUGLOCAL_DEPTH units and the depth falls linearly with the units left.
+  Where a copied unit expects another shape than the one before it (a skipped stage transition)
+  an adapter sits between them: adaptive average pooling to its spatial size and a 1x1 conv + BN
+  for (C, H, W), a Linear for (F,).
+- "man": momentum auxiliary network (MAN, Su et al., ECCV 2024, arXiv 2407.05623). The auxiliary
+  network of module k is a learnable per-channel bias on its output, then a copy of module k+1's
+  units whose weights follow module k+1's by an exponential moving average (not trained by any
+  loss: theta_ema <- m * theta_ema + (1 - m) * theta_{k+1} before each training step,
+  m = MAN_MOMENTUM), then an aux_head on module k+1's output shape.
+
+Every auxiliary network's trainable parameters belong to it alone: a module's loss reaches its
+own units, head and context encoders and nothing of other modules (tests/test_rules.py).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import heads
+
+LOCAL_RULES = ("gll", "auglocal", "man")
+AUGLOCAL_DEPTH = 3  # units in the first module's AugLocal head (the paper's d)
+MAN_MOMENTUM = 0.999  # EMA momentum m of the momentum auxiliary network
+
+
+def auglocal_depths(cuts: Sequence[int], last: int, depth: int = AUGLOCAL_DEPTH) -> tuple[int, ...]:
+    """d_c per cut (unit index c after which a module ends; last: the last unit's index)."""
+    span = last - cuts[0]
+    return tuple(min(last - c, max(1, math.ceil(depth * (last - c) / span))) for c in cuts)
+
+
+def auglocal_units(cut: int, last: int, depth: int) -> tuple[int, ...]:
+    """The units copied into the AugLocal head of the module ending at unit `cut`: `depth` units
+    spaced uniformly over cut+1..last, the last one always included."""
+    return tuple(cut + math.ceil(i * (last - cut) / depth) for i in range(1, depth + 1))
+
+
+def fresh_copy(module: nn.Module) -> nn.Module:
+    """A copy of module with its own parameters, reset where a layer knows how (reset_parameters)."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return clone
+
+
+def _adapter(have: Sequence[int], need: Sequence[int]) -> nn.Module:
+    if len(have) == 3 and len(need) == 3:
+        return nn.Sequential(nn.AdaptiveAvgPool2d(tuple(need[1:])),
+                             nn.Conv2d(have[0], need[0], 1, bias=False), nn.BatchNorm2d(need[0]))
+    if len(have) == 1 and len(need) == 1:
+        return nn.Linear(have[0], need[0])
+    raise ValueError(f"local_rule='auglocal' cannot connect a unit output of shape {tuple(have)} to a unit "
+                     f"taking {tuple(need)}; it needs (C, H, W) or (F,) activations")
+
+
+def auglocal_head(units: Sequence[nn.Module], shapes: Sequence[Sequence[int]], classifier: nn.Module,
+                  cut: int, depth: int) -> nn.Sequential:
+    """AugLocal head of the module ending at unit `cut`; shapes[i]: unit i's output shape."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    have = tuple(shapes[cut])
+    for i in auglocal_units(cut, len(units) - 1, depth):
+        need = tuple(shapes[i - 1])
+        if have != need:
+            layers[f"adapt{i}"] = _adapter(have, need)
+        layers[f"unit{i}"] = fresh_copy(units[i])
+        have = tuple(shapes[i])
+    layers["classifier"] = fresh_copy(classifier)
+    return nn.Sequential(layers)
+
+
+class MomentumHead(nn.Module):
+    """MAN head: h + bias -> EMA copy of the next module's units (frozen) -> head."""
+
+    def __init__(self, in_shape: Sequence[int], next_units: Sequence[nn.Module], head: nn.Module):
+        super().__init__()
+        bias_shape = (in_shape[0],) + (1,) * (len(in_shape) - 1)  # per channel (or feature)
+        self.bias = nn.Parameter(torch.zeros(bias_shape))
+        self.ema = nn.Sequential(*(copy.deepcopy(u) for u in next_units)).requires_grad_(False)
+        self.head = head
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.head(self.ema(h + self.bias))
+
+    @torch.no_grad()
+    def follow(self, next_units: Sequence[nn.Module], momentum: float = MAN_MOMENTUM) -> None:
+        """theta_ema <- momentum * theta_ema + (1 - momentum) * theta (momentum 0: copy)."""
+        sources = [p for u in next_units for p in u.parameters()]
+        for ema, source in zip(self.ema.parameters(), sources, strict=True):
+            ema.mul_(momentum).add_(source.detach(), alpha=1 - momentum)
+
+
+def local_heads(rule: str, *, units: Sequence[nn.Module], shapes: Sequence[Sequence[int]], classifier: nn.Module,
+                cuts: Sequence[int], unit_ranges: Sequence[range], aux_head: str, out_features: int,
+                local_loss: str, widen: float, feature_dim: int) -> nn.ModuleList:
+    """The auxiliary networks of modules 0..K-2 under `rule`."""
+    def plain(shape):
+        return heads.aux_head(aux_head, shape, out_features, widen=widen, feature_dim=feature_dim)
+
+    if rule == "gll":
+        return nn.ModuleList(plain(shapes[c]) for c in cuts)
+    if rule == "auglocal":
+        if local_loss != "cross_entropy":
+            raise ValueError(f"local_rule='auglocal' ends each head in a copy of the classifier (class scores); "
+                             f"it needs local_loss='cross_entropy', got {local_loss!r}")
+        depths = auglocal_depths(cuts, len(units) - 1) if cuts else ()
+        return nn.ModuleList(auglocal_head(units, shapes, classifier, c, d) for c, d in zip(cuts, depths))
+    if rule == "man":
+        return nn.ModuleList(
+            MomentumHead(shapes[c], [units[i] for i in unit_ranges[k + 1]], plain(shapes[unit_ranges[k + 1][-1]]))
+            for k, c in enumerate(cuts))
+    raise ValueError(f"local_rule={rule!r} is unknown; expected one of {LOCAL_RULES}")

@@ -1,0 +1,144 @@
+"""Local-learning rules (models/rules.py): gradient isolation, AugLocal's subset and depth schedule,
+MAN's momentum copies, the heads' parameter counts, bad combinations."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from mi_analysis.models import build
+from mi_analysis.models.config import ModelConfig, run_label
+from mi_analysis.models.rules import MAN_MOMENTUM, auglocal_depths, auglocal_units
+
+
+def small(rule, context="R0", k=4, arch="resnet20", **kw):
+    torch.manual_seed(0)
+    return build(arch, k, context, image_size=16, local_rule=rule, **kw)
+
+
+def batch(n=8, size=16):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 3, size, size, generator=g), torch.arange(n) % 4
+
+
+def count(*modules):
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+@pytest.mark.parametrize("rule, context", list(itertools.product(("gll", "auglocal", "man"), ("R0", "E", "R1E"))))
+def test_each_module_loss_reaches_exactly_its_own_trainable_parameters(rule, context):
+    net = small(rule, context)
+    x, y = batch()
+    params = [p for p in net.parameters() if p.requires_grad]
+    names = {id(p): n for n, p in net.named_parameters()}
+    for k, h in net._walk(x):
+        loss, _, _ = net.module_loss(k, h, y)
+        grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+        reached = {names[id(p)] for p, g in zip(params, grads) if g is not None}
+        own = {names[id(p)] for part in net.module_parts(k) for p in part.parameters() if p.requires_grad}
+        assert reached == own, (k, sorted(reached ^ own)[:5])
+
+
+@pytest.mark.parametrize("cuts, last, depths", [
+    ((3, 7, 11), 15, (3, 2, 1)),   # ResNet-20 style: 16 units, K=4
+    ((0, 1, 2), 3, (3, 2, 1)),
+    ((5,), 9, (3,)),
+    ((2, 10), 12, (3, 1)),         # 10 units left, then 2: ceil(3 * 2 / 10) = 1
+])
+def test_auglocal_depth_schedule_is_the_documented_formula(cuts, last, depths):
+    assert auglocal_depths(cuts, last) == depths
+    assert auglocal_depths(cuts, last) == tuple(
+        min(last - c, max(1, math.ceil(3 * (last - c) / (last - cuts[0])))) for c in cuts)
+
+
+def test_auglocal_subset_is_uniformly_spaced_and_ends_at_the_last_unit():
+    assert auglocal_units(3, 15, 3) == (7, 11, 15)
+    assert auglocal_units(7, 15, 2) == (11, 15)
+    assert auglocal_units(0, 10, 4) == (3, 5, 8, 10)  # ceil(2.5), ceil(5), ceil(7.5), 10
+    for cut, last in itertools.product(range(6), range(6, 14)):
+        for depth in range(1, last - cut + 1):
+            chosen = auglocal_units(cut, last, depth)
+            steps = [b - a for a, b in zip((cut,) + chosen, chosen)]
+            assert len(chosen) == depth and chosen[-1] == last and min(steps) >= 1
+            assert max(steps) - min(steps) <= 1  # as even as integers allow
+
+
+def test_auglocal_heads_hold_fresh_copies_of_the_chosen_units_and_the_classifier():
+    net = small("auglocal", arch="resnet32")  # 16 units: stem, 3 stages of 5 blocks
+    assert net.cuts == (3, 7, 11)
+    expected = [["adapt7", "unit7", "unit11", "unit15", "classifier"], ["unit11", "unit15", "classifier"],
+                ["unit15", "classifier"]]
+    assert [list(dict(head.named_children())) for head in net.aux_heads] == expected
+    for head in net.aux_heads:
+        for name, part in head.named_children():
+            original = net.classifier if name == "classifier" else (
+                net.units[int(name[4:])] if name.startswith("unit") else None)
+            if original is None:
+                continue
+            assert [p.shape for p in part.parameters()] == [p.shape for p in original.parameters()]
+            shared = {p.data_ptr() for p in part.parameters()} & {p.data_ptr() for p in original.parameters()}
+            assert not shared
+    # seeded: the same seed gives the same heads
+    again = small("auglocal", arch="resnet32")
+    for a, b in zip(net.aux_heads.parameters(), again.aux_heads.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_heads_parameter_counts():
+    gll, aug, man = (small(rule, arch="resnet32") for rule in ("gll", "auglocal", "man"))
+    # AugLocal: the chosen units, the classifier and one adapter (16 -> 32 channels: 1x1 conv + BN)
+    units = aug.units
+    adapter = 16 * 32 + 2 * 32
+    assert aug.parameter_counts()["local_heads"] == (
+        count(units[7], units[11], units[15], aug.classifier) + adapter
+        + count(units[11], units[15], aug.classifier) + count(units[15], aug.classifier))
+    # MAN: per-channel bias + the gll head of the next module's output (trainable), the next module's
+    # units (momentum copy, frozen)
+    trainable = sum(p.numel() for p in man.aux_heads.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in man.aux_heads.parameters() if not p.requires_grad)
+    widths = [16, 32, 64]  # output channels after cuts 3, 7, 11 of ResNet-20
+    next_heads = count(gll.aux_heads[1], gll.aux_heads[2])
+    last_head = count(man.aux_heads[2].head)
+    assert trainable == sum(widths) + next_heads + last_head
+    assert count(man.aux_heads[0].head) == count(gll.aux_heads[1])
+    counts = man.parameter_counts()
+    assert (counts["local_heads"], counts["momentum_copies"]) == (trainable, frozen)
+    assert counts["total"] == count(man) and "momentum_copies" not in gll.parameter_counts()
+    assert frozen == sum(count(*[man.units[i] for i in range(len(man.units)) if man.module_of_unit[i] == k])
+                         for k in (1, 2, 3))
+
+
+def test_man_copies_start_equal_and_follow_the_next_module_by_the_momentum():
+    net = small("man", arch="resnet32")
+    head, next_units = net.aux_heads[0], [net.units[i] for i in range(4, 8)]
+    sources = [p for u in next_units for p in u.parameters()]
+    for ema, source in zip(head.ema.parameters(), sources):
+        assert torch.equal(ema, source) and not ema.requires_grad
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    x, y = batch()
+    net.training_step(x, y)
+    optimizer.step()
+    before = [p.detach().clone() for p in head.ema.parameters()]
+    net.zero_grad()
+    net.training_step(x, y)  # first the copies follow the stepped weights
+    for ema, old, source in zip(head.ema.parameters(), before, sources):
+        torch.testing.assert_close(ema, MAN_MOMENTUM * old + (1 - MAN_MOMENTUM) * source.detach())
+    assert any(not torch.equal(a, b) for a, b in zip(head.ema.parameters(), before))
+
+
+def test_rules_reject_what_they_cannot_build():
+    with pytest.raises(ValueError, match="local_rule"):
+        ModelConfig(local_rule="hebbian")
+    with pytest.raises(ValueError, match="local_rule='auglocal'.*local_loss='cross_entropy'"):
+        small("auglocal", local_loss="contrast")
+
+
+def test_rules_label_runs_and_describe_themselves():
+    assert run_label(4, "R0", "auglocal") == "R0@auglocal" and run_label(4, "E", "gll") == "E"
+    assert run_label(1, "R0", "man") == "E2E"
+    assert ModelConfig(num_modules=4, local_rule="man").label == "R0@man"
+    net = small("man", context="E")
+    assert net.describe()["local_rule"] == "man" and net.local_rule == "man"
+    assert net.config["local_rule"] == "man"
+    rebuilt = build(**{**net.config, "image_size": 16})
+    assert rebuilt.local_rule == "man"
