@@ -2,13 +2,15 @@
 
 - "gll": the head of heads.aux_head on the module's output (InfoPro arXiv 2101.10832, ContSup
   arXiv 2312.07636), as in plain greedy local learning.
-- "auglocal": AugLocal (Ma et al., ICLR 2024, arXiv 2404.17583). The auxiliary network of the
-  module ending at unit c is built from a uniformly spaced subset of the units after it, followed
-  by the network's classifier: fresh copies (own, re-initialised parameters) of units
-  c + ceil(i * (L - c) / d_c), i = 1..d_c, where L is the last unit, and a copy of the classifier.
-  Depth schedule (the paper's pyramid: heads get shallower as the module goes deeper):
-  d_c = min(L - c, max(1, ceil(AUGLOCAL_DEPTH * (L - c) / (L - c_0)))), c_0 the first cut, so the
-  first module's head has AUGLOCAL_DEPTH units and the depth falls linearly with the units left.
+- "auglocal": AugLocal (Ma et al., "Scaling Supervised Local Learning with Augmented Auxiliary
+  Networks", ICLR 2024). The auxiliary network of the module ending at unit c is built from a
+  uniformly spaced subset of the units after it, followed by the network's classifier: fresh
+  copies (own, re-initialised parameters) of units round(c + i * (L - c) / d_c), i = 1..d_c, where
+  L is the last unit (so L is always among them; every later unit when d_c >= L - c), and a copy
+  of the classifier. Depth schedule (the paper's pyramid: heads get shallower as the module goes
+  deeper): for local module i = 0..K-2, d_i = max(1, round(d (1 - i p / (K - 2)) + i p / (K - 2))),
+  capped at the L - c units left, with d = AUGLOCAL_DEPTH and p = AUGLOCAL_PYRAMID (the authors'
+  ResNet-32 setting, d = 2 and p = 0.5): the first head has d units, the last d (1 - p) + p.
   Where a copied unit expects another shape than the one before it (a skipped stage transition)
   an adapter sits between them: adaptive average pooling to its spatial size and a 1x1 conv + BN
   for (C, H, W), a Linear for (F,).
@@ -24,7 +26,6 @@ own units, head and context encoders and nothing of other modules (tests/test_ru
 from __future__ import annotations
 
 import copy
-import math
 from collections import OrderedDict
 from typing import Sequence
 
@@ -34,20 +35,28 @@ from torch import Tensor, nn
 from . import heads
 
 LOCAL_RULES = ("gll", "auglocal", "man")
-AUGLOCAL_DEPTH = 3  # units in the first module's AugLocal head (the paper's d)
+AUGLOCAL_DEPTH = 2  # units in the first module's AugLocal head (d; the authors' ResNet-32 setting)
+AUGLOCAL_PYRAMID = 0.5  # pyramid coefficient p: the last local head has d (1 - p) + p units
 MAN_MOMENTUM = 0.999  # EMA momentum m of the momentum auxiliary network
 
 
-def auglocal_depths(cuts: Sequence[int], last: int, depth: int = AUGLOCAL_DEPTH) -> tuple[int, ...]:
-    """d_c per cut (unit index c after which a module ends; last: the last unit's index)."""
-    span = last - cuts[0]
-    return tuple(min(last - c, max(1, math.ceil(depth * (last - c) / span))) for c in cuts)
+def auglocal_depths(cuts: Sequence[int], last: int, depth: int = AUGLOCAL_DEPTH,
+                    pyramid: float = AUGLOCAL_PYRAMID) -> tuple[int, ...]:
+    """d_i per cut (unit index after which local module i ends; last: the last unit's index): the
+    pyramid schedule, falling linearly from `depth` to depth (1 - pyramid) + pyramid over the local
+    modules, rounded (Python's round, as the authors' code), at least 1, at most the units left."""
+    steps = max(len(cuts) - 1, 1)  # K - 2: the first and the last local module are that far apart
+    return tuple(min(last - c, max(1, round(depth * (1 - i * pyramid / steps) + i * pyramid / steps)))
+                 for i, c in enumerate(cuts))
 
 
 def auglocal_units(cut: int, last: int, depth: int) -> tuple[int, ...]:
-    """The units copied into the AugLocal head of the module ending at unit `cut`: `depth` units
-    spaced uniformly over cut+1..last, the last one always included."""
-    return tuple(cut + math.ceil(i * (last - cut) / depth) for i in range(1, depth + 1))
+    """The units copied into the AugLocal head of the module ending at unit `cut`: round(cut + i *
+    (last - cut) / depth) for i = 1..depth (uniform spacing, the last unit always included); every
+    later unit when depth >= last - cut."""
+    if depth >= last - cut:
+        return tuple(range(cut + 1, last + 1))
+    return tuple(round(cut + (last - cut) / depth * i) for i in range(1, depth + 1))
 
 
 def fresh_copy(module: nn.Module) -> nn.Module:

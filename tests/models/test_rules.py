@@ -1,14 +1,14 @@
 """Local-learning rules (models/rules.py): gradient isolation, AugLocal's subset and depth schedule,
 MAN's momentum copies, the heads' parameter counts, bad combinations."""
 import itertools
-import math
 
 import pytest
 import torch
 
 from mi_analysis.models import build
 from mi_analysis.models.config import ModelConfig, run_label
-from mi_analysis.models.rules import MAN_MOMENTUM, auglocal_depths, auglocal_units
+from mi_analysis.models.rules import (AUGLOCAL_DEPTH, AUGLOCAL_PYRAMID, MAN_MOMENTUM, auglocal_depths,
+                                      auglocal_units)
 
 
 def small(rule, context="R0", k=4, arch="resnet20", **kw):
@@ -39,22 +39,30 @@ def test_each_module_loss_reaches_exactly_its_own_trainable_parameters(rule, con
         assert reached == own, (k, sorted(reached ^ own)[:5])
 
 
-@pytest.mark.parametrize("cuts, last, depths", [
-    ((3, 7, 11), 15, (3, 2, 1)),   # ResNet-20 style: 16 units, K=4
-    ((0, 1, 2), 3, (3, 2, 1)),
-    ((5,), 9, (3,)),
-    ((2, 10), 12, (3, 1)),         # 10 units left, then 2: ceil(3 * 2 / 10) = 1
+@pytest.mark.parametrize("cuts, last, depth, pyramid, depths", [
+    ((3, 7, 11), 15, 2, 0.5, (2, 2, 2)),       # the authors' ResNet-32 setting: 2 falls to round(1.5) = 2
+    ((0, 1, 2), 3, 2, 0.5, (2, 2, 1)),         # capped by the units left (3 - 2 = 1)
+    ((5,), 9, 2, 0.5, (2,)),                   # one local module: d
+    ((1, 3, 5, 7, 9, 11, 13), 15, 4, 1.0, (4, 4, 3, 2, 2, 2, 1)),  # 4, 3.5, 3, 2.5, 2, 1.5, 1 (round half to even)
+    ((3, 7, 11), 15, 3, 1.0, (3, 2, 1)),
 ])
-def test_auglocal_depth_schedule_is_the_documented_formula(cuts, last, depths):
-    assert auglocal_depths(cuts, last) == depths
-    assert auglocal_depths(cuts, last) == tuple(
-        min(last - c, max(1, math.ceil(3 * (last - c) / (last - cuts[0])))) for c in cuts)
+def test_auglocal_depth_schedule_is_the_documented_pyramid(cuts, last, depth, pyramid, depths):
+    assert auglocal_depths(cuts, last, depth, pyramid) == depths
+    steps = max(len(cuts) - 1, 1)
+    assert depths == tuple(min(last - c, max(1, round(depth * (1 - i * pyramid / steps) + i * pyramid / steps)))
+                           for i, c in enumerate(cuts))
+
+
+def test_auglocal_default_schedule_is_the_authors_resnet32_setting():
+    assert (AUGLOCAL_DEPTH, AUGLOCAL_PYRAMID) == (2, 0.5)
+    assert auglocal_depths((3, 7, 11), 15) == (2, 2, 2)
 
 
 def test_auglocal_subset_is_uniformly_spaced_and_ends_at_the_last_unit():
     assert auglocal_units(3, 15, 3) == (7, 11, 15)
     assert auglocal_units(7, 15, 2) == (11, 15)
-    assert auglocal_units(0, 10, 4) == (3, 5, 8, 10)  # ceil(2.5), ceil(5), ceil(7.5), 10
+    assert auglocal_units(0, 10, 4) == (2, 5, 8, 10)  # round(2.5) = 2, 5, round(7.5) = 8, 10
+    assert auglocal_units(12, 15, 3) == (13, 14, 15)  # as deep as the units left: all of them
     for cut, last in itertools.product(range(6), range(6, 14)):
         for depth in range(1, last - cut + 1):
             chosen = auglocal_units(cut, last, depth)
@@ -66,8 +74,10 @@ def test_auglocal_subset_is_uniformly_spaced_and_ends_at_the_last_unit():
 def test_auglocal_heads_hold_fresh_copies_of_the_chosen_units_and_the_classifier():
     net = small("auglocal", arch="resnet32")  # 16 units: stem, 3 stages of 5 blocks
     assert net.cuts == (3, 7, 11)
-    expected = [["adapt7", "unit7", "unit11", "unit15", "classifier"], ["unit11", "unit15", "classifier"],
-                ["unit15", "classifier"]]
+    # depths (2, 2, 2); units round(c + i (15 - c) / 2): 9 15, 11 15, 13 15; units 9 and 15 of the first
+    # head take another stage's shape than the one before them, so an adapter precedes each
+    expected = [["adapt9", "unit9", "adapt15", "unit15", "classifier"], ["unit11", "unit15", "classifier"],
+                ["unit13", "unit15", "classifier"]]
     assert [list(dict(head.named_children())) for head in net.aux_heads] == expected
     for head in net.aux_heads:
         for name, part in head.named_children():
@@ -86,12 +96,12 @@ def test_auglocal_heads_hold_fresh_copies_of_the_chosen_units_and_the_classifier
 
 def test_heads_parameter_counts():
     gll, aug, man = (small(rule, arch="resnet32") for rule in ("gll", "auglocal", "man"))
-    # AugLocal: the chosen units, the classifier and one adapter (16 -> 32 channels: 1x1 conv + BN)
+    # AugLocal: the chosen units, the classifier and two adapters (16 -> 32 and 32 -> 64 channels: 1x1 conv + BN)
     units = aug.units
-    adapter = 16 * 32 + 2 * 32
+    adapters = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
     assert aug.parameter_counts()["local_heads"] == (
-        count(units[7], units[11], units[15], aug.classifier) + adapter
-        + count(units[11], units[15], aug.classifier) + count(units[15], aug.classifier))
+        count(units[9], units[15], aug.classifier) + adapters
+        + count(units[11], units[15], aug.classifier) + count(units[13], units[15], aug.classifier))
     # MAN: per-channel bias + the gll head of the next module's output (trainable), the next module's
     # units (momentum copy, frozen)
     trainable = sum(p.numel() for p in man.aux_heads.parameters() if p.requires_grad)
