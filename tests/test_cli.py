@@ -121,7 +121,8 @@ def test_model_flags_are_derived_from_model_config(command):
     choices; flags default to None so that only what is typed overrides a config file."""
     parser = cli.make_parser()._subparsers._group_actions[0].choices[command]
     expected = {"arch": "arch", "modules": "num_modules", "context": "context", "loss": "local_loss",
-                "aux_head": "aux_head", "split": "split", "reconstruct": "reconstruct", "aux_widen": "aux_widen",
+                "aux_head": "aux_head", "local_rule": "local_rule", "split": "split", "reconstruct": "reconstruct",
+                "aux_widen": "aux_widen",
                 "aux_feature_dim": "aux_feature_dim", "recompute_context": "recompute_context"}
     assert {dest: f.name for dest, (f, _, _) in cli.MODEL_FLAGS.items()} == expected
     for dest, name in expected.items():
