@@ -96,7 +96,7 @@ def test_describe_and_reproduce_refuse_nonsense(tmp_path, capsys):
     assert cli.main(["reproduce", "table1", "--dataset", "foo", "--dry-run", "--out-dir", str(tmp_path)]) == 2
     _one_error_line(capsys, "reproduce", r"dataset='foo' is unknown; expected one of .*'cifar10'")
     assert cli.main(["reproduce", "table1", "--seeds", "-1", "--dry-run", "--out-dir", str(tmp_path)]) == 2
-    _one_error_line(capsys, "reproduce", r"train.seed must be an int >= 0, got -1")
+    _one_error_line(capsys, "reproduce", r"seeds must be an int >= 0, got -1")
 
 
 def test_plot_names_bad_files_and_folders(tmp_path, capsys):

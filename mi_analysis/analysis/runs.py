@@ -188,13 +188,14 @@ def _draw(n: int, size: int | None, seed: int) -> Tensor:
 
 
 def _this_call(table: MiTable, requested: set[tuple[str, ...]], computed: list[dict]) -> list[dict[str, Any]]:
-    """The rows this call asked for: those found in the table (typed, in table order), then those computed."""
+    """The rows this call asked for: those found in the table (typed, in table order), then those
+    computed; every row's keys in MI_COLUMNS order, so a resumed call returns what the first one did."""
     fresh = {row_key({k: format_value(v) for k, v in row.items()}) for row in computed}
     earlier = [
         typed_row(row) for row in (read_rows(table.path) if table.path.exists() else [])
         if row_key(row) in requested and row_key(row) not in fresh
     ]  # fmt: skip
-    return earlier + computed
+    return earlier + [{column: row[column] for column in MI_COLUMNS} for row in computed]
 
 
 def typed_row(row: Mapping[str, str]) -> dict[str, Any]:
