@@ -2,6 +2,7 @@
 argument or file and what was expected, exit code 2, and no run folder is left behind."""
 
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ def _one_error_line(capsys, command, pattern):
     lines = err.splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"mi-analysis {command}: error: "), err
-    assert __import__("re").search(pattern, lines[0]), err
+    assert re.search(pattern, lines[0]), err
     return lines[0]
 
 
