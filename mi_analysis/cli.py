@@ -24,6 +24,7 @@ from mi_analysis.capture import TOKEN_REDUCTIONS
 from mi_analysis.data import dataset_info
 from mi_analysis.demo import DemoSettings, run_demo
 from mi_analysis.models import build_model
+from mi_analysis.models.rules import LOCAL_RULES
 from mi_analysis.profiling.costs import forward_flops_per_image, training_step_memory
 from mi_analysis.training import Trainer, train
 from mi_analysis.training.trainer import TrainingDiverged, read_run_config
@@ -345,6 +346,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="held-out samples from the test split (default: all)")
     p.add_argument("--train-subset", type=_int_or("all"),
                    help="train on a seeded, stratified subset of this many images (default 3000; 'all')")
+    p.add_argument("--rules", nargs="+", choices=LOCAL_RULES[1:], metavar="RULE",
+                   help=f"also train R0 under these local-learning rules ({', '.join(LOCAL_RULES[1:])}) and compare "
+                        "them with GLL and E2E (default: none)")
     p.add_argument("--out-dir", default="runs/demo")
     p.set_defaults(func=cmd_demo)
 

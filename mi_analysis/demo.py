@@ -8,7 +8,8 @@ the summary names the source); analyses every module boundary of every run into 
 draws the figures and writes comparisons.csv (paired differences of the modes,
 analysis/comparisons.py) and summary.md: per boundary, what GLL lost against E2E and what ContSup
 recovered, with paired 95% CIs, Holm-adjusted p-values and the recovered fraction where the loss
-is significant; then I(h;y) and I(h;x) of each mode.
+is significant; then I(h;y) and I(h;x) of each mode. `rules` adds greedy runs under other
+local-learning rules (models/rules.py: R0@auglocal, R0@man), compared with GLL and E2E the same way.
 
 The default setting (ResNet-32 cut into K=8 modules, linear 0c1f local heads, images at 16x16,
 a stratified draw of 3,000 training images, 4 epochs of the quick recipe) was chosen so that
@@ -33,6 +34,8 @@ from mi_analysis.analysis.measure import preference_rank, row_spec
 from mi_analysis.analysis.report import SUMMARY_QUANTITIES, render_comparisons
 from mi_analysis.data.fashion_mnist_subset import BUNDLED_DIR, SUBSET_TEST_SIZE, SUBSET_TRAIN_SIZE, subset_source
 from mi_analysis.models import E2E
+from mi_analysis.models.config import run_label
+from mi_analysis.models.rules import LOCAL_RULES
 from mi_analysis.training import Trainer, load_run
 from mi_analysis.training.config import DataConfig, ModelConfig, RunConfig
 from mi_analysis.training.recipes import recipe
@@ -54,9 +57,20 @@ class DemoSettings:
     image_size: int | None = 16  # None: the data set's own size
     held_out_size: int | None = None  # None: the whole test split (2,000 Fashion-MNIST images)
     train_subset: int | None = 3000  # a stratified draw of the training images (per seed)
+    rules: tuple[str, ...] = ()  # local-learning rules other than gll, each trained as R0@rule beside the modes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", seed_list(self.seeds, "seeds"))
+        rules = tuple(self.rules) if isinstance(self.rules, (list, tuple)) else None
+        others = LOCAL_RULES[1:]  # gll is the R0 run itself
+        if rules is None or len(set(rules)) != len(rules) or any(r not in others for r in rules):
+            raise ValueError(f"rules must be distinct names from {others}, got {self.rules!r}")
+        object.__setattr__(self, "rules", rules)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The run labels trained per seed: the modes, then R0@rule per rule."""
+        return DEMO_MODES + tuple(run_label(self.num_modules, "R0", rule) for rule in self.rules)
 
 
 def data_source(settings: DemoSettings) -> str:
@@ -71,20 +85,22 @@ def data_source(settings: DemoSettings) -> str:
 
 
 def demo_configs(settings: DemoSettings, out_dir: Path) -> dict[tuple[str, int], RunConfig]:
-    """One run config per (mode, seed); everything but the model's K and context and the seed is shared."""
+    """One run config per (label, seed); everything but the model's K, context and local rule and the
+    seed is shared."""
     s = settings
     base = recipe("quick", s.dataset)
     data = DataConfig(dataset=s.dataset, train_subset=s.train_subset, image_size=s.image_size,
                       **({} if s.root is None else {"root": s.root}))
+    models = {mode: ModelConfig(arch=s.arch, num_modules=1 if mode == E2E else s.num_modules,
+                                context="R0" if mode == E2E else mode, aux_head=s.aux_head) for mode in DEMO_MODES}
+    models |= {m.label: m for m in (dataclasses.replace(models["R0"], local_rule=rule) for rule in s.rules)}
     return {
-        (mode, seed): RunConfig(
-            model=ModelConfig(arch=s.arch, num_modules=1 if mode == E2E else s.num_modules,
-                              context="R0" if mode == E2E else mode, aux_head=s.aux_head),
-            data=data, train=dataclasses.replace(base, seed=seed, progress=False, epochs=s.epochs),
+        (label, seed): RunConfig(
+            model=model, data=data, train=dataclasses.replace(base, seed=seed, progress=False, epochs=s.epochs),
             out_dir=str(out_dir / "runs"),
         )
         for seed in s.seeds
-        for mode in DEMO_MODES
+        for label, model in models.items()
     }
 
 
@@ -98,7 +114,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs
                          f"pass another --out-dir or remove it")
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    summaries: dict[tuple[str, int], dict[str, Any]] = {}  # (mode, seed) -> the run's summary
+    summaries: dict[tuple[str, int], dict[str, Any]] = {}  # (label, seed) -> the run's summary
     for (mode, seed), config in demo_configs(settings, out_dir).items():
         start = time.perf_counter()
         trainer = Trainer.start(config)
@@ -141,9 +157,10 @@ def _boundary_units(run_dir: str) -> list[str]:
     return [model.unit_names[c] for c in model.cuts]
 
 
-def _value(rows: Sequence[dict[str, Any]], mode: str, point: str, quantity: str, estimator: str) -> dict | None:
+def _value(rows: Sequence[dict[str, Any]], label: str, point: str, quantity: str, estimator: str) -> dict | None:
     for row in rows:
-        if (row["mode"], row["point"], row["quantity"], row["estimator"]) == (mode, point, quantity, estimator):
+        row_label = run_label(int(row["K"]), row["mode"], row.get("rule") or "gll")
+        if (row_label, row["point"], row["quantity"], row["estimator"]) == (label, point, quantity, estimator):
             return row
     return None
 
@@ -154,14 +171,14 @@ def _fmt(row: dict | None) -> str:
     return f"{float(row['value']):.3f} [{float(row['ci_low']):.3f}, {float(row['ci_high']):.3f}]"
 
 
-def boundary_table(rows: Sequence[dict[str, Any]], boundaries: Sequence[str], quantity: str, estimator: str) -> str:
-    """Markdown table: per module boundary, each mode's value [CI] (the differences, paired, are in the
-    comparisons section)."""
-    head = ["boundary", "unit", *DEMO_MODES]
+def boundary_table(rows: Sequence[dict[str, Any]], boundaries: Sequence[str], quantity: str, estimator: str,
+                   labels: Sequence[str] = DEMO_MODES) -> str:
+    """Markdown table: per module boundary, each run label's value [CI] (the differences, paired, are
+    in the comparisons section)."""
+    head = ["boundary", "unit", *labels]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for k, unit in enumerate(boundaries):
-        values = {mode: _value(rows, mode, unit, quantity, estimator) for mode in DEMO_MODES}
-        cells = [_boundary_label(k), unit, *(_fmt(values[m]) for m in DEMO_MODES)]
+        cells = [_boundary_label(k), unit, *(_fmt(_value(rows, label, unit, quantity, estimator)) for label in labels)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -210,7 +227,8 @@ def render_summary(settings: DemoSettings, summaries: dict[tuple[str, int], dict
         "",
         f"{s.arch} on {s.dataset}, K={s.num_modules} modules, {s.aux_head} local heads, "
         f"seed{'s' if len(s.seeds) > 1 else ''} {', '.join(map(str, s.seeds))}; "
-        "E2E vs greedy local learning (GLL = R0) vs context supply (E, R1E). All values in nats; "
+        "E2E vs greedy local learning (GLL = R0) vs context supply (E, R1E)"
+        + "".join(f" vs {label}" for label in s.labels[len(DEMO_MODES):]) + ". All values in nats; "
         "brackets are 95% confidence intervals. Differences between modes (comparisons.csv) are paired by "
         "held-out sample where the estimator allows it, and marked unpaired otherwise.",
         "",
@@ -232,7 +250,7 @@ def render_summary(settings: DemoSettings, summaries: dict[tuple[str, int], dict
         spec = row_spec(estimator)
         why = spec.summary if spec is not None else "not described by this version of mi_analysis"
         parts += ["", f"## {quantity}, {estimator} ({_kind(rows, estimator)})", "", f"Kind: {why}.", "",
-                  boundary_table(seed_rows, boundaries, quantity, estimator)]
+                  boundary_table(seed_rows, boundaries, quantity, estimator, s.labels)]
     parts += ["", "## Wall time (seconds)", "", "| stage | s |", "| --- | --- |"]
     parts += [f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()]
     parts += ["", "## Figures", ""] + [f"- {p}" for p in figures if p.suffix == ".png"]

@@ -1,13 +1,14 @@
 import csv
+import dataclasses
 
 import pytest
 
 from mi_analysis.data import fashion_mnist_subset
-from mi_analysis.demo import DEMO_MODES, DemoSettings, boundary_table, data_source, run_demo
+from mi_analysis.demo import DEMO_MODES, DemoSettings, boundary_table, data_source, demo_configs, run_demo
 
-# the default data set, shrunk: 8x8 images, 120 training images, 150 held out, two seeds
+# the default data set, shrunk: 8x8 images, 120 training images, 150 held out, two seeds, one more rule
 TINY = DemoSettings(arch="resnet20", num_modules=3, epochs=1, image_size=8, train_subset=120, held_out_size=150,
-                    seeds=(0, 1))
+                    seeds=(0, 1), rules=("man",))
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,9 @@ def test_demo_writes_table_figures_and_summary(demo_dir):
 
 def test_every_mode_is_trained_once_per_seed_into_one_table(demo_dir):
     rows = list(csv.DictReader(open(demo_dir / "mi.csv")))
-    assert {(r["mode"], r["seed"]) for r in rows} == {(m, s) for m in DEMO_MODES for s in ("0", "1")}
-    assert len({r["run"] for r in rows}) == 2 * len(DEMO_MODES)
+    assert {(r["mode"], r["rule"], r["seed"]) for r in rows} == {
+        (m, "gll", s) for m in DEMO_MODES for s in ("0", "1")} | {("R0", "man", "0"), ("R0", "man", "1")}
+    assert len({r["run"] for r in rows}) == 2 * len(TINY.labels) == 2 * 5
     summary = (demo_dir / "summary.md").read_text()
     assert "| train E2E seed 1 |" in summary and "| R1E | 1 | 3 |" in summary  # wall times and accuracy per seed
 
@@ -67,7 +69,8 @@ def test_module_zero_is_identical_across_local_modes(demo_dir):
     """Module 0 is gradient-isolated and sees the same data in the same order in R0, E and R1E,
     so every quantity at the first boundary must agree exactly: a check of isolation end to end."""
     rows = list(csv.DictReader(open(demo_dir / "mi.csv")))
-    first = [r for r in rows if r["module"] == "0" and r["mode"] in ("R0", "E", "R1E") and r["seed"] == "0"]
+    first = [r for r in rows if r["module"] == "0" and r["mode"] in ("R0", "E", "R1E") and r["rule"] == "gll"
+             and r["seed"] == "0"]
     by_estimator = {}
     for r in first:
         by_estimator.setdefault(r["estimator"], set()).add(r["value"])
@@ -76,7 +79,7 @@ def test_module_zero_is_identical_across_local_modes(demo_dir):
 
 def test_boundary_table_known_values():
     def row(mode, value, half):
-        return {"mode": mode, "point": "u", "quantity": "I(h;y)", "estimator": "p",
+        return {"mode": mode, "K": 1 if mode == "E2E" else 3, "point": "u", "quantity": "I(h;y)", "estimator": "p",
                 "value": value, "ci_low": value - half, "ci_high": value + half}
 
     rows = [row("E2E", 2.0, 0.1), row("R0", 1.0, 0.1), row("E", 1.5, 0.1), row("R1E", 2.0, 0.1)]
@@ -85,10 +88,39 @@ def test_boundary_table_known_values():
                    "2.000 [1.900, 2.100] |"
 
 
+def test_rules_add_r0_runs_under_each_rule_with_everything_else_shared(tmp_path):
+    settings = DemoSettings(rules=["man", "auglocal"])
+    assert settings.rules == ("man", "auglocal")
+    assert settings.labels == DEMO_MODES + ("R0@man", "R0@auglocal")
+    configs = demo_configs(settings, tmp_path)
+    assert set(configs) == {(label, 0) for label in settings.labels}
+    r0, man = configs["R0", 0], configs["R0@man", 0]
+    assert man.model.local_rule == "man" and man.model.label == "R0@man"
+    assert dataclasses.replace(man.model, local_rule="gll") == r0.model
+    assert (man.data, man.train) == (r0.data, r0.train)
+
+
+@pytest.mark.parametrize("rules", [("gll",), ("man", "man"), ("hebbian",), "man"])
+def test_demo_rules_are_checked_by_name(rules):
+    with pytest.raises(ValueError, match="rules must be distinct names from"):
+        DemoSettings(rules=rules)
+
+
+def test_boundary_table_has_a_column_per_rule():
+    rows = [{"mode": "R0", "K": 3, "rule": rule, "point": "u", "quantity": "I(h;y)", "estimator": "p",
+             "value": value, "ci_low": value - 0.1, "ci_high": value + 0.1}
+            for rule, value in (("gll", 1.0), ("man", 1.25))]
+    table = boundary_table(rows, ["u"], "I(h;y)", "p", ("R0", "R0@man", "R0@auglocal"))
+    head, _, line = table.splitlines()
+    assert head == "| boundary | unit | R0 | R0@man | R0@auglocal |"
+    assert line == "| after module 0 | u | 1.000 [0.900, 1.100] | 1.250 [1.150, 1.350] | - |"
+
+
 def test_demo_writes_paired_comparisons(demo_dir):
     rows = list(csv.DictReader(open(demo_dir / "comparisons.csv")))
-    pairs = {(r["a"], r["b"]) for r in rows}
-    assert pairs == {("R0", "E2E"), ("E", "R0"), ("R1E", "R0")}
+    pairs = {(r["a"], r["rule_a"], r["b"], r["rule_b"]) for r in rows}
+    assert pairs == {("R0", "gll", "E2E", "gll"), ("E", "gll", "R0", "gll"), ("R1E", "gll", "R0", "gll"),
+                     ("R0", "man", "R0", "gll")}
     probe = [r for r in rows if r["estimator"] == "probe_linear" and r["diff"] != ""]
     assert probe and all(r["paired"] == "true" for r in probe)
     summary = (demo_dir / "summary.md").read_text()

@@ -97,7 +97,7 @@ class LocalNet(nn.Module):
         out_features = num_classes if local_loss == "cross_entropy" else aux_feature_dim
         with global_generator_kept():  # the parts are initialised below, each from its own generator
             self.aux_heads = rules.local_heads(local_rule, units=unit_list, shapes=shapes, classifier=head,
-                                               cuts=cuts, unit_ranges=self._unit_ranges, aux_head=aux_head,
+                                               cuts=cuts, aux_head=aux_head,
                                                out_features=out_features, local_loss=local_loss, widen=aux_widen,
                                                feature_dim=aux_feature_dim)
         # (lambda_x, lambda_y) per local module; without decoder the aux loss alone
@@ -111,7 +111,7 @@ class LocalNet(nn.Module):
             self.context = ContextSupply(context, input_shape, cut_shapes, widen=aux_widen,
                                          recompute=recompute_context)
         init_parts_(self._own_parts(), seed)
-        if local_rule == "man":  # the momentum copies start as the next modules' units
+        if local_rule == "man":  # the momentum copies start as the units they follow
             self.follow_next_modules(momentum=0.0)
         if reconstruct:
             mean, std = _image_stats(input_mean, input_std, input_shape[0])
@@ -253,10 +253,10 @@ class LocalNet(nn.Module):
                 "logits": logits.detach().float()}
 
     def follow_next_modules(self, momentum: float = rules.MAN_MOMENTUM) -> None:
-        """MAN: move each head's momentum copy towards the current units of the next module (rules.py).
-        training_step calls it first, so the copies follow the weights of the previous optimiser step."""
-        for k, head in enumerate(self.aux_heads):
-            head.follow([self.units[i] for i in self._unit_ranges[k + 1]], momentum)
+        """MAN: move each head's momentum copy towards the current weights of the unit after its cut
+        (rules.py). training_step calls it first, so the copies follow the previous optimiser step."""
+        for cut, head in zip(self.cuts, self.aux_heads):
+            head.follow(self.units[cut + 1], momentum)
 
     def _local_loss(self, k: int, h: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """(lambda_y * aux loss [+ lambda_x * reconstruction BCE], head accuracy, head output) of module k."""

@@ -14,11 +14,13 @@
   Where a copied unit expects another shape than the one before it (a skipped stage transition)
   an adapter sits between them: adaptive average pooling to its spatial size and a 1x1 conv + BN
   for (C, H, W), a Linear for (F,).
-- "man": momentum auxiliary network (MAN, Su et al., ECCV 2024, arXiv 2407.05623). The auxiliary
-  network of module k is a learnable per-channel bias on its output, then a copy of module k+1's
-  units whose weights follow module k+1's by an exponential moving average (not trained by any
-  loss: theta_ema <- m * theta_ema + (1 - m) * theta_{k+1} before each training step,
-  m = MAN_MOMENTUM), then an aux_head on module k+1's output shape.
+- "man": momentum auxiliary network (MAN, Su et al., "Momentum Auxiliary Network for Supervised
+  Local Learning", ECCV 2024, arXiv 2407.05623), as in the authors' public code (JunhaoSu0/MAN).
+  The auxiliary network of the module ending at unit c reads the next unit, c + 1 (the first unit
+  of the next module), twice: an EMA copy of it, not trained by any loss (theta_ema <- m *
+  theta_ema + (1 - m) * theta_{c+1} once per training step, m = MAN_MOMENTUM), plus a trainable
+  copy of it with its own parameters (the paper's learnable bias, LB); their outputs are summed and
+  go into an aux_head built for unit c + 1's output shape.
 
 Every auxiliary network's trainable parameters belong to it alone: a module's loss reaches its
 own units, head and context encoders and nothing of other modules (tests/test_rules.py).
@@ -37,7 +39,7 @@ from . import heads
 LOCAL_RULES = ("gll", "auglocal", "man")
 AUGLOCAL_DEPTH = 2  # units in the first module's AugLocal head (d; the authors' ResNet-32 setting)
 AUGLOCAL_PYRAMID = 0.5  # pyramid coefficient p: the last local head has d (1 - p) + p units
-MAN_MOMENTUM = 0.999  # EMA momentum m of the momentum auxiliary network
+MAN_MOMENTUM = 0.995  # EMA momentum m of the momentum auxiliary network (the authors' published commands)
 
 
 def auglocal_depths(cuts: Sequence[int], last: int, depth: int = AUGLOCAL_DEPTH,
@@ -94,28 +96,27 @@ def auglocal_head(units: Sequence[nn.Module], shapes: Sequence[Sequence[int]], c
 
 
 class MomentumHead(nn.Module):
-    """MAN head: h + bias -> EMA copy of the next module's units (frozen) -> head."""
+    """MAN head: (EMA copy of the next unit (frozen) + trainable copy of it)(h) -> head."""
 
-    def __init__(self, in_shape: Sequence[int], next_units: Sequence[nn.Module], head: nn.Module):
+    def __init__(self, next_unit: nn.Module, head: nn.Module):
         super().__init__()
-        bias_shape = (in_shape[0],) + (1,) * (len(in_shape) - 1)  # per channel (or feature)
-        self.bias = nn.Parameter(torch.zeros(bias_shape))
-        self.ema = nn.Sequential(*(copy.deepcopy(u) for u in next_units)).requires_grad_(False)
+        self.ema = copy.deepcopy(next_unit).requires_grad_(False)
+        self.learned = fresh_copy(next_unit)  # the learnable bias (LB), initialised as its own part
         self.head = head
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.head(self.ema(h + self.bias))
+        return self.head(self.ema(h) + self.learned(h))
 
     @torch.no_grad()
-    def follow(self, next_units: Sequence[nn.Module], momentum: float = MAN_MOMENTUM) -> None:
-        """theta_ema <- momentum * theta_ema + (1 - momentum) * theta (momentum 0: copy)."""
-        sources = [p for u in next_units for p in u.parameters()]
-        for ema, source in zip(self.ema.parameters(), sources, strict=True):
+    def follow(self, next_unit: nn.Module, momentum: float = MAN_MOMENTUM) -> None:
+        """theta_ema <- momentum * theta_ema + (1 - momentum) * theta (momentum 0: copy); parameters
+        only: the copy's batch-norm statistics are its own, from its own forward passes."""
+        for ema, source in zip(self.ema.parameters(), next_unit.parameters(), strict=True):
             ema.mul_(momentum).add_(source.detach(), alpha=1 - momentum)
 
 
 def local_heads(rule: str, *, units: Sequence[nn.Module], shapes: Sequence[Sequence[int]], classifier: nn.Module,
-                cuts: Sequence[int], unit_ranges: Sequence[range], aux_head: str, out_features: int,
+                cuts: Sequence[int], aux_head: str, out_features: int,
                 local_loss: str, widen: float, feature_dim: int) -> nn.ModuleList:
     """The auxiliary networks of modules 0..K-2 under `rule`."""
     def plain(shape):
@@ -130,7 +131,5 @@ def local_heads(rule: str, *, units: Sequence[nn.Module], shapes: Sequence[Seque
         depths = auglocal_depths(cuts, len(units) - 1) if cuts else ()
         return nn.ModuleList(auglocal_head(units, shapes, classifier, c, d) for c, d in zip(cuts, depths))
     if rule == "man":
-        return nn.ModuleList(
-            MomentumHead(shapes[c], [units[i] for i in unit_ranges[k + 1]], plain(shapes[unit_ranges[k + 1][-1]]))
-            for k, c in enumerate(cuts))
+        return nn.ModuleList(MomentumHead(units[c + 1], plain(shapes[c + 1])) for c in cuts)
     raise ValueError(f"local_rule={rule!r} is unknown; expected one of {LOCAL_RULES}")

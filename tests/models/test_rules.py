@@ -102,32 +102,37 @@ def test_heads_parameter_counts():
     assert aug.parameter_counts()["local_heads"] == (
         count(units[9], units[15], aug.classifier) + adapters
         + count(units[11], units[15], aug.classifier) + count(units[13], units[15], aug.classifier))
-    # MAN: per-channel bias + the gll head of the next module's output (trainable), the next module's
-    # units (momentum copy, frozen)
+    # MAN (the authors' code): per head, a trainable copy of the unit after the cut plus the gll head of
+    # that unit's output (trained), and a momentum copy of the same unit (frozen)
     trainable = sum(p.numel() for p in man.aux_heads.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in man.aux_heads.parameters() if not p.requires_grad)
-    widths = [16, 32, 64]  # output channels after cuts 3, 7, 11 of ResNet-20
-    next_heads = count(gll.aux_heads[1], gll.aux_heads[2])
-    last_head = count(man.aux_heads[2].head)
-    assert trainable == sum(widths) + next_heads + last_head
-    assert count(man.aux_heads[0].head) == count(gll.aux_heads[1])
+    next_units = [man.units[c + 1] for c in man.cuts]  # cuts 3, 7, 11 of ResNet-20: units 4, 8, 12
+    assert [c + 1 for c in man.cuts] == [4, 8, 12]
+    assert count(man.aux_heads[0].head) == count(gll.aux_heads[0])  # unit 4 keeps unit 3's shape
+    assert trainable == count(*next_units) + sum(count(h.head) for h in man.aux_heads)
+    assert frozen == count(*next_units)
     counts = man.parameter_counts()
     assert (counts["local_heads"], counts["momentum_copies"]) == (trainable, frozen)
     assert counts["total"] == count(man) and "momentum_copies" not in gll.parameter_counts()
-    assert frozen == sum(count(*[man.units[i] for i in range(len(man.units)) if man.module_of_unit[i] == k])
-                         for k in (1, 2, 3))
 
 
-def test_man_copies_start_equal_and_follow_the_next_module_by_the_momentum():
+def test_man_momentum_copy_starts_equal_and_follows_the_next_unit_by_the_momentum():
     net = small("man", arch="resnet32")
-    head, next_units = net.aux_heads[0], [net.units[i] for i in range(4, 8)]
-    sources = [p for u in next_units for p in u.parameters()]
-    for ema, source in zip(head.ema.parameters(), sources):
+    head, next_unit = net.aux_heads[0], net.units[net.cuts[0] + 1]
+    sources = list(next_unit.parameters())
+    for ema, source in zip(head.ema.parameters(), sources, strict=True):
         assert torch.equal(ema, source) and not ema.requires_grad
+    # the learnable copy has its own weights, trained by the local loss
+    learned = [p for p in head.learned.parameters() if p.dim() > 1]
+    assert all(p.requires_grad for p in head.learned.parameters())
+    assert not any(torch.equal(p, q) for p, q in zip(learned, [q for q in sources if q.dim() > 1]))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
     x, y = batch()
+    learned_before = [p.detach().clone() for p in head.learned.parameters()]
     net.training_step(x, y)
+    assert all(p.grad is not None for p in head.learned.parameters())
     optimizer.step()
+    assert any(not torch.equal(a, b) for a, b in zip(head.learned.parameters(), learned_before))
     before = [p.detach().clone() for p in head.ema.parameters()]
     net.zero_grad()
     net.training_step(x, y)  # first the copies follow the stepped weights
