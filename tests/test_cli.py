@@ -123,7 +123,8 @@ def test_model_flags_are_derived_from_model_config(command):
     expected = {"arch": "arch", "modules": "num_modules", "context": "context", "loss": "local_loss",
                 "aux_head": "aux_head", "local_rule": "local_rule", "split": "split", "reconstruct": "reconstruct",
                 "aux_widen": "aux_widen",
-                "aux_feature_dim": "aux_feature_dim", "recompute_context": "recompute_context"}
+                "aux_feature_dim": "aux_feature_dim", "recompute_context": "recompute_context",
+                "lean_context_backward": "lean_context_backward"}
     assert {dest: f.name for dest, (f, _, _) in cli.MODEL_FLAGS.items()} == expected
     for dest, name in expected.items():
         action = _flag_help(parser, dest)
@@ -142,7 +143,7 @@ def test_describe_without_flags_builds_model_config_defaults(capsys):
     defaults = cli.ModelConfig()
     assert report["arch"] == defaults.arch and report["num_modules"] == defaults.num_modules
     for name in ("context", "split", "local_loss", "aux_head", "aux_widen", "aux_feature_dim", "reconstruct",
-                 "recompute_context"):
+                 "recompute_context", "lean_context_backward"):
         assert report[name] == getattr(defaults, name), name
 
 
@@ -151,5 +152,9 @@ def test_model_flags_reach_the_config_and_bad_values_name_the_field(capsys):
                                          "--no-reconstruct"])
     model = cli.config_from_args(args).model
     assert (model.num_modules, model.local_loss, model.aux_feature_dim, model.reconstruct) == (4, "contrast", 64, False)
+    assert model.lean_context_backward is True
+    args = cli.make_parser().parse_args(["train", "--no-lean-context-backward", "--recompute-context"])
+    model = cli.config_from_args(args).model
+    assert model.lean_context_backward is False and model.recompute_context is True
     assert cli.main(["describe", "--aux-head", "9c9f"]) == 2
     assert "aux_head='9c9f' is unknown; expected one of" in capsys.readouterr().err

@@ -63,12 +63,12 @@ class Runner:
 
 def prepare(arch: str, num_modules: int, context: str, batch_size: int, image_size: int, device: torch.device, *,
             bf16: bool, channels_last: bool, compile: bool, recompute_context: bool = False,
-            lean_backward: bool = True) -> tuple[Runner, dict[str, Any]]:
+            lean_context_backward: bool = True) -> tuple[Runner, dict[str, Any]]:
     """A runner and the measurements made on its eager model (FLOPs, ops, saved memory).
-    lean_backward=False runs every context encoder through plain autograd (the earlier code)."""
+    lean_context_backward=False runs every context encoder through plain autograd (the earlier code)."""
     torch.manual_seed(0)
-    model = build(arch, num_modules, context, image_size=image_size, recompute_context=recompute_context).to(device)
-    model.context.lean_backward = lean_backward
+    model = build(arch, num_modules, context, image_size=image_size, recompute_context=recompute_context,
+                  lean_context_backward=lean_context_backward).to(device)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device)
     y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
@@ -83,7 +83,7 @@ def prepare(arch: str, num_modules: int, context: str, batch_size: int, image_si
             unit.compile()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
     label = ("E2E" if num_modules == 1 else f"{context} K={num_modules}" + " +recompute" * recompute_context
-             + " (plain autograd encoders)" * (not lean_backward))
+             + " (plain autograd encoders)" * (not lean_context_backward))
     measured = {"forward_flops": flops["forward"], "step_flops": flops["step"], "ops_per_step": flops["ops"],
                 "peak_saved_bytes": memory["peak_saved_bytes"]}
     return Runner(label, num_modules, context, model, optimizer, x, y, dtype), measured
@@ -213,8 +213,8 @@ def run(*, arch: str = "resnet32", modules: Sequence[int] = (2, 4, 8, 16), conte
     main = [(1, "R0", {})] + [(k, c, {}) for c in contexts for k in modules if k > 1]
     # the largest K of each context mode, recomputed and through plain autograd
     variants = [(max(modules), c, variant) for c in contexts if c != "R0" for variant in
-                ({"recompute_context": True}, {"lean_backward": False},
-                 {"recompute_context": True, "lean_backward": False})] if encoder_variants else []
+                ({"recompute_context": True}, {"lean_context_backward": False},
+                 {"recompute_context": True, "lean_context_backward": False})] if encoder_variants else []
     configs = main + variants
     prepared = [prepare(arch, k, c, batch_size, image_size, dev, bf16=bf16, channels_last=channels_last,
                         compile=compile, **variant) for k, c, variant in configs]

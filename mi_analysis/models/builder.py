@@ -52,7 +52,8 @@ def build_model(config: ModelConfig, *, num_classes: int, in_channels: int, imag
                     context=c.context, local_loss=c.local_loss, aux_head=c.aux_head, local_rule=c.local_rule,
                     reconstruct=c.reconstruct, aux_widen=c.aux_widen, aux_feature_dim=c.aux_feature_dim,
                     lambdas=c.lambdas, input_mean=input_mean, input_std=input_std,
-                    recompute_context=c.recompute_context, split=c.split, dataset=dataset, arch=c.arch,
+                    recompute_context=c.recompute_context,
+                    lean_context_backward=c.lean_context_backward, split=c.split, dataset=dataset, arch=c.arch,
                     split_rule=PAPER_TABLE if table is not None else None, seed=seed)
 
 
@@ -64,8 +65,9 @@ def build(arch: str, num_modules: int, context: str = ModelConfig.context, *, nu
 
     arch: one of available_archs(), "torchvision:NAME" or "package.module:factory". context: one
     of CONTEXT_MODES. options: the other ModelConfig fields (local_loss, aux_head, split, reconstruct, aux_widen,
-    aux_feature_dim, lambdas, recompute_context), with ModelConfig's defaults. seed: the init's (see build_model;
-    default 0, so two calls give the same weights whatever the global generator's state).
+    aux_feature_dim, lambdas, recompute_context, lean_context_backward), with ModelConfig's defaults.
+    seed: the init's (see build_model; default 0, so two calls give the same weights whatever the
+    global generator's state).
     """
     config = ModelConfig(arch=arch, num_modules=num_modules, context=context, **options)
     return build_model(config, num_classes=num_classes, in_channels=in_channels, image_size=image_size,

@@ -89,6 +89,10 @@ class ModelConfig:
         "losses, interpolated over the modules; None = the paper's values", _lambdas)
     recompute_context: bool = _option(False, "recompute context encoders in backward (less memory, "
                                       "identical gradients)", boolean)
+    lean_context_backward: bool = _option(True, "memory-lean backward of the context encoders "
+                                          "(models/lean_encoder.py): same gradients up to float rounding, a "
+                                          "fraction of the memory; off: plain autograd, faster on some CPUs",
+                                          boolean)
 
     def __post_init__(self) -> None:
         # each field alone; combinations (K against the depth, the context mode against K) are

@@ -160,18 +160,17 @@ class ContextSupply(nn.Module):
     Encoders whose pooling shrinks their full-resolution tensors (E at a cut below full image
     resolution, residual encoders reading an earlier stage) train through lean_encoder's
     memory-lean backward: same outputs, gradients equal up to float rounding, a fraction of the
-    memory. `lean_backward = False` on an instance runs every encoder through plain autograd
-    (the reference the tests compare with).
+    memory. lean_backward=False (the model option lean_context_backward) runs every encoder
+    through plain autograd (the reference the tests compare with; faster on some CPUs).
     """
 
-    lean_backward = True
-
     def __init__(self, mode: str, image_shape: Sequence[int], cut_shapes: Sequence[Sequence[int]], *,
-                 widen: float = 1, recompute: bool = False):
+                 widen: float = 1, recompute: bool = False, lean_backward: bool = True):
         super().__init__()
         num_modules = len(cut_shapes) + 1
         self.mode = mode
         self.recompute = recompute
+        self.lean_backward = lean_backward
         spec = context_mode(mode, num_modules)
         input_shapes = [tuple(image_shape)] + [tuple(s) for s in cut_shapes]  # input of module m
         self.encoders = nn.ModuleDict()

@@ -144,5 +144,6 @@ def build_external(config: ModelConfig, *, num_classes: int, in_channels: int, i
                     reconstruct=c.reconstruct,
                     aux_widen=c.aux_widen, aux_feature_dim=c.aux_feature_dim, lambdas=c.lambdas,
                     input_mean=input_mean, input_std=input_std, recompute_context=c.recompute_context,
+                    lean_context_backward=c.lean_context_backward,
                     split=c.split, dataset=dataset, arch=c.arch, unit_rule=unit_rule, adapted=adapted,
                     seed=seed)

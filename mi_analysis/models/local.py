@@ -56,7 +56,8 @@ class LocalNet(nn.Module):
                  local_rule: str = "gll",
                  reconstruct: bool = False, aux_widen: float = 1, aux_feature_dim: int = 128,
                  lambdas: Sequence[float] | None = None, input_mean=None, input_std=None,
-                 recompute_context: bool = False, split: str = "equal", dataset: str = "cifar10",
+                 recompute_context: bool = False, lean_context_backward: bool = True,
+                 split: str = "equal", dataset: str = "cifar10",
                  arch: str | None = None, split_rule: str | None = None, unit_rule: str | None = None,
                  adapted: Sequence[str] = (), seed: int = DEFAULT_SEED):
         super().__init__()
@@ -70,7 +71,8 @@ class LocalNet(nn.Module):
         # the options a ModelConfig holds, checked by its fields' checks
         options = check_options(local_loss=local_loss, aux_head=aux_head, local_rule=local_rule,
                                 reconstruct=reconstruct,
-                                recompute_context=recompute_context, aux_widen=aux_widen, split=split,
+                                recompute_context=recompute_context,
+                                lean_context_backward=lean_context_backward, aux_widen=aux_widen, split=split,
                                 aux_feature_dim=aux_feature_dim, lambdas=lambdas)
         aux_feature_dim, lambdas = options["aux_feature_dim"], options["lambdas"]
         _check_data_settings(dataset=dataset, input_mean=input_mean, input_std=input_std)
@@ -109,7 +111,7 @@ class LocalNet(nn.Module):
             self.decoders = nn.ModuleDict({key: heads.Decoder(cut_shapes[k], input_shape, aux_widen)
                                            for k, key in enumerate(self._decoder_keys) if key})
             self.context = ContextSupply(context, input_shape, cut_shapes, widen=aux_widen,
-                                         recompute=recompute_context)
+                                         recompute=recompute_context, lean_backward=lean_context_backward)
         init_parts_(self._own_parts(), seed)
         if local_rule == "man":  # the momentum copies start as the units they follow
             self.follow_next_modules(momentum=0.0)
@@ -130,7 +132,8 @@ class LocalNet(nn.Module):
                          "reconstruct": reconstruct, "aux_widen": aux_widen,
                          "aux_feature_dim": aux_feature_dim, "lambdas": _plain(lambdas),
                          "input_mean": _plain(input_mean), "input_std": _plain(input_std),
-                         "recompute_context": recompute_context, "split": split, "dataset": dataset}
+                         "recompute_context": recompute_context, "lean_context_backward": lean_context_backward,
+                         "split": split, "dataset": dataset}
 
     def _own_parts(self) -> dict[str, nn.Module]:
         """The parts this class builds, by the name their generator is derived from (a part's
@@ -151,7 +154,8 @@ class LocalNet(nn.Module):
             modules by the `split` rule ("equal" units, or "balanced" activation sizes).
         input_shape: one sample's shape, (C, H, W) for images or (F,) for vectors.
         options: the keywords of build (local_loss, aux_head, reconstruct, aux_widen,
-            aux_feature_dim, lambdas, input_mean, input_std, recompute_context, dataset, seed).
+            aux_feature_dim, lambdas, input_mean, input_std, recompute_context,
+            lean_context_backward, dataset, seed).
         seed: the heads, decoders and context encoders are initialised from (seed, part name)
             (models/init.py); the units and head keep the init they came with.
         Shapes at the cuts are found by one forward pass of a zero sample without gradient.
@@ -356,6 +360,7 @@ class LocalNet(nn.Module):
             "lambdas_source": self._lambdas_source,
             "decoders_at": [int(k) for k in self.decoders],
             "recompute_context": options["recompute_context"],
+            "lean_context_backward": options["lean_context_backward"],
             "parameter_counts": self.parameter_counts(),
         }
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mi_analysis.models import build
-from mi_analysis.models import lean_encoder
+from mi_analysis.models import context, lean_encoder
 from mi_analysis.models.context import image_encoder, residual_encoder
 from mi_analysis.models.lean_encoder import lean_encode, lean_stages
 from mi_analysis.profiling.memory import LiveTensorMeter, SavedTensorMeter
@@ -92,9 +92,8 @@ def test_only_shrinking_conv_encoders_take_the_lean_path():
 def test_network_step_matches_plain_autograd(recompute):
     torch.manual_seed(0)
     lean = build("resnet20", 4, "R2E", image_size=16, recompute_context=recompute)
-    plain = build("resnet20", 4, "R2E", image_size=16, recompute_context=recompute)
+    plain = build("resnet20", 4, "R2E", image_size=16, recompute_context=recompute, lean_context_backward=False)
     plain.load_state_dict(lean.state_dict())
-    plain.context.lean_backward = False
     x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
     out_l, out_p = lean.training_step(x, y), plain.training_step(x, y)
     torch.testing.assert_close(out_l["loss"], out_p["loss"], rtol=1e-5, atol=0)
@@ -103,6 +102,22 @@ def test_network_step_matches_plain_autograd(recompute):
     for name, p in lean.named_parameters():
         torch.testing.assert_close(p.grad, grads_p[name], rtol=0, atol=1e-5 * scale, msg=name)
     _assert_same_state(lean, plain)
+
+
+@pytest.mark.parametrize("lean_option", [True, False])
+def test_the_model_option_decides_whether_encoders_take_the_lean_path(monkeypatch, lean_option):
+    """Every encoder of a training step is offered to lean_encode, unless the net was built with
+    lean_context_backward=False: then all of them run through plain autograd."""
+    calls = []
+
+    def counted(encoder, source, keep_conv_output):
+        calls.append(encoder)
+        return lean_encode(encoder, source, keep_conv_output=keep_conv_output)
+
+    monkeypatch.setattr(context, "lean_encode", counted)
+    net = build("resnet20", 4, "R2E", image_size=16, lean_context_backward=lean_option)
+    net.training_step(torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,)))
+    assert len(calls) == (len(net.context.encoders) if lean_option else 0)
 
 
 def _peaks(encoder, x, lean, keep):

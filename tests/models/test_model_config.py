@@ -24,6 +24,7 @@ from mi_analysis.models.config import check_options
     ("lambdas", (1, 2), ValueError, r"^lambdas must be 4 non-negative numbers \(lambda_x1, lambda_y1, lambda_x2, lambda_y2\), got \(1, 2\)$"),
     ("lambdas", (1, -1, 0, 1), ValueError, r"^lambdas must be 4 non-negative numbers"),
     ("recompute_context", 1, TypeError, r"^recompute_context must be True or False, got 1$"),
+    ("lean_context_backward", "no", TypeError, r"^lean_context_backward must be True or False, got 'no'$"),
 ])
 def test_each_field_is_checked_on_creation_and_the_error_names_it(field, value, error, message):
     with pytest.raises(error, match=message):
@@ -60,6 +61,7 @@ def _parameters(net):
     {},
     {"local_loss": "contrast", "aux_head": "0c2f", "aux_widen": 2.0, "aux_feature_dim": 32},
     {"reconstruct": True, "lambdas": (1.0, 0.5, 0.0, 1.0), "split": "balanced", "recompute_context": True},
+    {"lean_context_backward": False},
 ])
 def test_build_and_build_model_give_bit_identical_parameters(options):
     torch.manual_seed(3)
@@ -77,8 +79,19 @@ def test_build_defaults_are_model_config_defaults():
     net = build("resnet20", 1)
     defaults = ModelConfig()
     for name in ("context", "local_loss", "aux_head", "split", "reconstruct", "aux_widen",
-                 "aux_feature_dim", "lambdas", "recompute_context"):
+                 "aux_feature_dim", "lambdas", "recompute_context", "lean_context_backward"):
         assert net.config[name] == getattr(defaults, name), name
+
+
+def test_lean_context_backward_round_trips_through_build_and_config_and_is_described():
+    assert ModelConfig().lean_context_backward is True
+    config = ModelConfig(arch="resnet20", num_modules=4, context="E", lean_context_backward=False)
+    net = build_model(config, num_classes=10, in_channels=3, image_size=16)
+    assert net.context.lean_backward is False
+    assert net.config["lean_context_backward"] is False and net.describe()["lean_context_backward"] is False
+    again = build(**net.config)
+    assert again.context.lean_backward is False and again.config == net.config
+    assert build("resnet20", 4, "E", image_size=16).describe()["lean_context_backward"] is True
 
 
 def test_build_model_wants_a_model_config_and_valid_data_settings():

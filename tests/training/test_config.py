@@ -1,6 +1,7 @@
 import pytest
 import yaml
 
+from mi_analysis.training.checkpoints import ConfigMismatch, load_checkpoint, save_checkpoint
 from mi_analysis.training.config import RUN_FORMAT_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
 from mi_analysis.training.recipes import EXPERIMENTS, experiment, recipe
 
@@ -110,6 +111,20 @@ def test_config_yaml_without_a_version_reads_and_a_newer_one_is_refused(tmp_path
     path.write_text(yaml.safe_dump({"format_version": 1, "modle": {}}))
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['modle'\] in config"):
         RunConfig.from_yaml(path)
+
+
+def test_a_run_config_from_before_lean_context_backward_loads_and_resumes_with_its_default(tmp_path):
+    """config.yaml and checkpoints of older runs lack the field: read with the default (True), the
+    checkpoint's config matches the run's, so the run resumes."""
+    old = RunConfig(model=ModelConfig(num_modules=4, context="E")).to_dict()
+    del old["model"]["lean_context_backward"]
+    config = RunConfig.from_dict(old)
+    assert config.model.lean_context_backward is True
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {}, "epoch": 1, "config": old})
+    assert load_checkpoint(path, "cpu", config)["config"] == old
+    with pytest.raises(ConfigMismatch, match=r"model.lean_context_backward: True in the checkpoint, False now"):
+        load_checkpoint(path, "cpu", config.override({"model.lean_context_backward": False}))
 
 
 @pytest.mark.parametrize("section, values, message", [
