@@ -374,8 +374,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", choices=TOKEN_REDUCTIONS,
                    help="token activations (T, C): pool (to POOL*POOL tokens, default), mean, cls or flatten")
     p.add_argument("--out", type=Path, help="the table to write (default RUN_DIR/mi.csv)")
-    p.add_argument("--threads", type=int, help="CPU threads of capture and fitting, and the most any estimator "
-                                               "uses (default: torch's; estimators take the cores left free)")
+    p.add_argument("--threads", type=int, help="the most CPU threads of capture, fitting and the estimators "
+                                               "(default: torch's); capture and estimators take the cores "
+                                               "left free")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("compare", help="paired differences of modes (95%% CI, Holm p, recovered fraction) -> csv")

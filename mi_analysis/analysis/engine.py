@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from mi_analysis._util.threads import AUTO as AUTO_THREADS
 from mi_analysis.capture import Tokens, capture
 from mi_analysis.models import Tap
 
@@ -145,7 +146,9 @@ def _same(a: Tensor, b: Tensor) -> bool:
 def _capture(model: nn.Module, x: Tensor, names: list[str], pool, config: AnalysisConfig, device: torch.device,
              which: str) -> dict[str, Tensor]:  # fmt: skip
     try:
-        return dict(capture(model, x, names, pool, batch_size=config.batch_size, device=device))
+        # the estimators' policy (estimate's default): the free cores, at most what `analyze --threads` set
+        return dict(capture(model, x, names, pool, batch_size=config.batch_size, device=device,
+                            threads=AUTO_THREADS))
     except RuntimeError as err:
         raise ValueError(
             f"the model's forward pass failed on the {which} set (inputs of shape {tuple(x.shape)}, "

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from mi_analysis._util.checks import positive_int
+from mi_analysis._util.threads import AUTO, intra_op_threads, resolve_threads
 
 from .reductions import Reduction, _reductions_for
 from .taps import _first_tensor, resolve_taps
@@ -141,6 +142,7 @@ def capture(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     max_samples: int | None = None,
+    threads: int | str = AUTO,
 ) -> Captured:
     """Run `model` over `data` and record the activations at `points`, reduced batch by batch.
 
@@ -154,15 +156,19 @@ def capture(
     device: where the forward runs; default the model's own device. A model elsewhere is moved
         there for the call and moved back afterwards.
     max_samples: stop after this many samples (the last batch is cut; no further batch is read).
+    threads: CPU intra-op threads of the forward passes: "auto" (default: the cores other processes
+        leave free when the capture starts, at least 1, at most torch.get_num_threads()) or an
+        int >= 1 (mi_analysis._util.threads, the estimators' policy).
 
     The model runs in eval mode under torch.no_grad(); every module's training flag, the model's
-    device and its hooks are restored afterwards, also when the forward raises.
+    device, its hooks and the caller's thread count are restored afterwards, also when the forward raises.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     batch_size = positive_int(batch_size, "batch_size")
     if max_samples is not None:
         max_samples = positive_int(max_samples, "max_samples")
+    threads = resolve_threads(threads)  # "auto" read once, before any hook is set
     targets = resolve_taps(model, points)
     names = [point.name for point in targets]
     reductions = _reductions_for(reduce, names)
@@ -217,7 +223,7 @@ def capture(
         model.eval()
         if run_device != home:
             model.to(run_device)
-        with torch.no_grad():
+        with torch.no_grad(), intra_op_threads(threads):
             for x, y in _batches(data, batch_size):
                 if max_samples is not None:
                     x = x[: max_samples - n]
@@ -262,6 +268,7 @@ def fit_reducers(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     max_samples: int | None = 4096,
+    threads: int | str = AUTO,
 ) -> dict[str, Reduction]:
     """Fit the PCA steps of `reduce` on the activations `model` produces on `data` (the fitting set).
 
@@ -271,13 +278,15 @@ def fit_reducers(
     (a shuffled loader makes them a random subsample; None uses all of them).
     Arguments are those of capture().
     """
+    threads = resolve_threads(threads)  # refused here even when there is nothing to fit
     names = [point.name for point in resolve_taps(model, points)]
     reductions = _reductions_for(reduce, names)
     starts = {name: r.fit_start for name, r in reductions.items() if r.fit_start is not None}
     if starts:
         heads = {name: Reduction(reductions[name].steps[:start]) for name, start in starts.items()}
         inputs = capture(
-            model, data, list(heads), heads, batch_size=batch_size, device=device, max_samples=max_samples
+            model, data, list(heads), heads, batch_size=batch_size, device=device, max_samples=max_samples,
+            threads=threads,
         )
         for name, start in starts.items():
             reductions[name].fit(inputs[name], start=start)

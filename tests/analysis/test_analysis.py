@@ -18,6 +18,7 @@ from mi_analysis.analysis import (
     select_points,
     settings_path,
 )
+from mi_analysis._util import threads as threads_policy
 from mi_analysis.analysis import engine
 from mi_analysis.analysis.comparisons import compare
 from mi_analysis.analysis.samples import read_terms
@@ -369,6 +370,27 @@ def test_infonce_is_a_capped_lower_bound():
     assert {r["kind"] for r in rows} == {"lower_bound"}
     assert value["noise"] > value["const"] and value["noise"] <= math.log(32)
     assert abs(value["const"]) < 0.05  # a constant h: the critic cannot tell the pairs apart
+
+
+class CountsThreads(Known):
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return super().forward(x)
+
+
+def test_analysis_captures_under_the_estimators_thread_policy(monkeypatch):
+    """Capture, like every estimator, runs with "auto" threads: here the other processes take every
+    core, so 1 thread, though the caller (or analyze --threads) set 2; the caller's count stays."""
+    monkeypatch.setattr(threads_policy, "busy_elsewhere", lambda: 10**6)
+    model, x, y = CountsThreads(), *known_data(80)
+    model.seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        analyze_model(model, (x, y), ["copy"], config=FAST.replace(quantities=("y",), y_estimators=("mixed_knn",)))
+        assert model.seen == [1, 1] and torch.get_num_threads() == 2  # the fitting and the held-out set
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_analyze_model_errors():

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from mi_analysis._util import threads as threads_policy
 from mi_analysis.capture import (
     PCA,
     AvgPool,
@@ -304,6 +305,49 @@ def test_no_gradients_recorded():
     assert all(p.grad is None for p in model.parameters())
 
 
+# ---------------------------------------------------------------- threads
+
+
+class ThreadCounter(nn.Module):
+    """Records torch's intra-op thread count in each forward; raises on a batch of size `fail_on`."""
+
+    def __init__(self, fail_on=None):
+        super().__init__()
+        self.layer = nn.Linear(3, 2)
+        self.seen, self.fail_on = [], fail_on
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        if len(x) == self.fail_on:
+            raise RuntimeError("forward failed")
+        return self.layer(x)
+
+
+@pytest.fixture
+def two_threads():
+    """The caller runs 2 intra-op threads (restored to the session's count after the test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_forward_runs_under_the_threads_asked_for_and_the_callers_count_is_restored(two_threads, monkeypatch):
+    model = ThreadCounter()
+    capture(model, torch.randn(6, 3), ["layer"], batch_size=2, threads=1)
+    assert model.seen == [1, 1, 1] and torch.get_num_threads() == 2
+    # the default is "auto": the cores other processes leave free, here none of them, so 1 thread
+    monkeypatch.setattr(threads_policy, "busy_elsewhere", lambda: 10**6)
+    model.seen.clear()
+    fit_reducers(model, torch.randn(4, 3), ["layer"], ("pca", 1), batch_size=2)
+    capture(model, torch.randn(4, 3), ["layer"], batch_size=2)
+    assert model.seen == [1, 1, 1, 1] and torch.get_num_threads() == 2
+    failing = ThreadCounter(fail_on=1)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        capture(failing, torch.randn(3, 3), ["layer"], batch_size=2, threads=1)
+    assert failing.seen == [1, 1] and torch.get_num_threads() == 2
+
+
 # ---------------------------------------------------------------- data formats
 
 
@@ -393,11 +437,18 @@ def test_plain_module_needs_points():
         ({"points": ["0"], "reduce": 3}, TypeError, "reduce must be"),
         ({"points": ["0"], "reduce": {"2": ("avgpool", 2)}}, ValueError, "not captured"),
         ({"points": ["0"], "reduce": ("project", 0)}, ValueError, "project dim"),
+        ({"points": ["0"], "threads": 0}, ValueError, r"^threads must be 'auto' or an int >= 1, got 0$"),
+        ({"points": ["0"], "threads": "all"}, ValueError, r"^threads must be 'auto' or an int >= 1, got 'all'$"),
     ],
 )
 def test_argument_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
         capture(linear_model(), torch.randn(2, 3), **kwargs)
+
+
+def test_fit_reducers_refuses_a_bad_threads_value_also_with_nothing_to_fit():
+    with pytest.raises(ValueError, match=r"^threads must be 'auto' or an int >= 1, got 1.5$"):
+        fit_reducers(linear_model(), torch.randn(2, 3), ["0"], threads=1.5)
 
 
 def test_data_errors():
