@@ -293,7 +293,7 @@ def _adjust(results: list[tuple[dict[str, Any], dict]]) -> None:
 
 
 def _recovered(results: list[tuple[dict[str, Any], dict]], num_resamples: int, bootstrap_seed: int) -> None:
-    """recovered, recovered_low/high or recovered_note on every ContSup - R0 row."""
+    """recovered, recovered_low/high or recovered_note on every ContSup - R0 and rule - R0 row."""
     losses = {(row["K"], row["epoch"], row["point"], row["quantity"], row["estimator"]): (row, per_seed)
               for row, per_seed in results if (row["a"], row["b"]) == (GLL, E2E)}  # fmt: skip
     for row, per_seed in results:

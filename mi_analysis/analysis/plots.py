@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from mi_analysis._util.files import read_csv
-from mi_analysis.models.config import run_label
+from mi_analysis.models.config import label_of, run_label
 
 from .comparisons import GLL, layer_position
 from .paired import stderr_from_ci
@@ -612,17 +612,12 @@ def _comparison_rows(comparison_rows: Any) -> list[dict[str, Any]]:
                                                        "K", "epoch", "diff", "ci_low", "ci_high"))  # fmt: skip
     name = "comparison_rows"
     return [
-        {**row, "a": _label(row["a"], row.get("rule_a")), "b": _label(row["b"], row.get("rule_b")),
+        {**row, "a": label_of(str(row["a"]), row.get("rule_a")), "b": label_of(str(row["b"]), row.get("rule_b")),
          "K": _int(row, "K", name), "epoch": _int(row, "epoch", name), "layer": _float(row, "layer", name),
          "diff": _float(row, "diff", name), "ci_low": _float(row, "ci_low", name),
          "ci_high": _float(row, "ci_high", name)}
         for row in rows if row["diff"] not in ("", None)
     ]  # fmt: skip
-
-
-def _label(mode: Any, rule: Any) -> str:
-    """A comparison side's run label: its mode, with "@<rule>" for a rule other than gll."""
-    return str(mode) if rule in (None, "", "gll") else f"{mode}@{rule}"
 
 
 def plot_differences(

@@ -1,6 +1,7 @@
 """Comparison rows (compare.py) as a markdown summary: per boundary, what greedy local learning lost
-against E2E and what each context-supply mode changed against it, with paired 95% CIs, Holm-adjusted
-p-values and the recovered fraction (or why it is absent); what stayed insignificant says so.
+against E2E and what each context-supply mode and each other local-learning rule (R0@auglocal, ...)
+changed against it, with paired 95% CIs, Holm-adjusted p-values and the recovered fraction (or why it
+is absent); what stayed insignificant says so.
 
     text = render_comparisons(compare(["runs/demo/mi.csv"]), points=["s1.b1", "s2.b1"])
 """
@@ -11,6 +12,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from mi_analysis.models import E2E
+from mi_analysis.models.config import label_of
 
 from .comparisons import ALPHA, GLL
 from .measure import preference_rank
@@ -79,13 +81,17 @@ def render_comparisons(
         return "No comparisons: the tables hold no pair of modes measured at the same points."
     epoch = max(int(r["epoch"]) for r in rows) if epoch is None else epoch
     rows = [r for r in rows if int(r["epoch"]) == epoch]
-    contsup = sorted({str(r["a"]) for r in rows if r["b"] == GLL and r["a"] not in (E2E, GLL)})
+    rows = [{**r, "a": label_of(str(r["a"]), r.get("rule_a")), "b": label_of(str(r["b"]), r.get("rule_b"))}
+            for r in rows]
+    # ContSup modes, then the labels of other rules, each against plain GLL
+    contsup = sorted({str(r["a"]) for r in rows if r["b"] == GLL and r["a"] not in (E2E, GLL)},
+                     key=lambda label: ("@" in label, label))
     ks = sorted({int(r["K"]) for r in rows})
     parts = [
         f"Paired differences a - b at epoch {epoch} (nats; 95% CI by a bootstrap over the shared held-out samples, "
         "the same resamples for both sides; several seeds: mean over seeds with a CI over seeds and samples). "
         f"p_holm: Holm-adjusted over every boundary and pair of one quantity and estimator. 'recovered' = "
-        f"(ContSup - GLL) / (E2E - GLL), shown only where the GLL loss is significant (p_holm < {ALPHA}). "
+        f"(ContSup or rule - GLL) / (E2E - GLL), shown only where the GLL loss is significant (p_holm < {ALPHA}). "
         "A difference of two lower bounds is a difference in probe-decodable information, not a bound on the "
         "difference of the true mutual informations."
     ]

@@ -35,10 +35,15 @@ def run_mode(num_modules: int, context: str) -> str:
 
 def run_label(num_modules: int, context: str, rule: str = "gll") -> str:
     """run_mode, followed by "@<rule>" for a local-learning rule other than gll ("R0@auglocal",
-    "E@man"): what tables, comparisons and figures tell runs apart by. E2E has no local heads, so
-    no rule; an empty rule (tables before rules were recorded) is gll."""
-    mode = run_mode(num_modules, context)
-    return mode if mode == E2E or rule in ("", "gll") else f"{mode}@{rule}"
+    "E@man"): what tables, comparisons and figures tell runs apart by."""
+    return label_of(run_mode(num_modules, context), rule)
+
+
+def label_of(mode: str, rule: str | None) -> str:
+    """The run label of a mode ("E2E", "R0", "E", ...) and a rule: "@<rule>" appended for a rule other
+    than gll. E2E has no local heads, so no rule; an empty rule (tables before rules were recorded)
+    is gll."""
+    return mode if mode == E2E or rule in (None, "", "gll") else f"{mode}@{rule}"
 
 
 def _lambdas(value: Any, what: str) -> tuple[float, float, float, float] | None:

@@ -254,3 +254,24 @@ def test_bad_pairs_name_the_problem(tmp_path):
         compare([table], pairs=["R1E:R0"])
     with pytest.raises(ValueError, match="A:B"):
         compare([table], pairs=["R1E-R0"])
+
+
+def test_the_summary_has_a_column_per_rule_beside_the_contsup_modes():
+    """Rows of rules (a = R0, rule_a = auglocal) are told apart from GLL and from each other by their
+    label, each in its own column with its own recovered fraction."""
+    def row(a, rule_a, b, diff, recovered=""):
+        return {"point": "s1", "quantity": "I(h;y)", "estimator": "probe_linear", "kind": "lower_bound",
+                "a": a, "rule_a": rule_a, "b": b, "rule_b": "gll", "K": "4", "epoch": "3", "diff": diff,
+                "ci_low": diff - 0.01, "ci_high": diff + 0.01, "p_holm": 0.001, "paired": "true", "seeds": "1",
+                "recovered": recovered, "recovered_low": recovered and recovered - 0.1,
+                "recovered_high": recovered and recovered + 0.1, "recovered_note": ""}
+    rows = [row("R0", "gll", "E2E", -0.2), row("E", "gll", "R0", 0.1, 0.5),
+            row("R0", "man", "R0", 0.05, 0.25), row("R0", "auglocal", "R0", 0.2, 1.0)]
+    summary = render_comparisons(rows)
+    head, _, line = [s for s in summary.splitlines() if s.startswith("|")]
+    assert head == ("| boundary | GLL - E2E | E - GLL | R0@auglocal - GLL | R0@man - GLL | E recovered | "
+                    "R0@auglocal recovered | R0@man recovered |")
+    assert line == ("| s1 | -0.200 [-0.210, -0.190], p_holm 0.001 | +0.100 [+0.090, +0.110], p_holm 0.001 | "
+                    "+0.200 [+0.190, +0.210], p_holm 0.001 | +0.050 [+0.040, +0.060], p_holm 0.001 | "
+                    "50% [40%, 60%] | 100% [90%, 110%] | 25% [15%, 35%] |")
+    assert "R0@man - GLL at s1" in summary
