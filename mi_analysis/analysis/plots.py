@@ -73,7 +73,8 @@ MODE_COLORS = {
     "R16": "tab:gray",
     "R16E": "navy",
 }
-_SPARE_COLORS = ("teal", "indigo", "crimson", "darkgreen", "sienna", "slateblue")
+# labels outside MODE_COLORS (rules: "R0@auglocal"); no red, since R0, which rules are compared with, is red
+_SPARE_COLORS = ("teal", "indigo", "darkorange", "darkgreen", "sienna", "slateblue")
 _K_STYLES = ("-", "--", "-.", ":")
 LABEL_SIZE = 11
 TICK_SIZE = 9
