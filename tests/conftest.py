@@ -6,6 +6,29 @@ threads than with one), and one thread also makes every sum run in one fixed ord
 session runs torch on one thread; benchmarks, not tests, measure multi-threaded speed.
 """
 
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 
 torch.set_num_threads(1)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+
+
+@pytest.fixture
+def tiny_vit(monkeypatch):
+    """The arch string of docs/examples/tiny_vit.py's factory, importable for the test."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    yield "tiny_vit:tiny_vit"
+    sys.modules.pop("tiny_vit", None)
+
+
+@pytest.fixture
+def two_threads():
+    """The caller runs 2 intra-op threads (restored to the session's count after the test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

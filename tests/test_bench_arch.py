@@ -1,22 +1,10 @@
 """`mi-analysis bench memory|train --arch` with architectures from outside the package."""
 
 import json
-import sys
-from pathlib import Path
-
-import pytest
 
 from mi_analysis import bench
 
 ARCH = "torchvision:mobilenet_v3_small"
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
-
-
-@pytest.fixture
-def tiny_vit(monkeypatch):
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    yield "tiny_vit:tiny_vit"
-    sys.modules.pop("tiny_vit", None)
 
 
 def _run(tmp_path, *argv):

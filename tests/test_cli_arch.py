@@ -5,7 +5,6 @@ boundary, plot, describe and reload; a factory that cannot be imported any more 
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
@@ -108,17 +107,12 @@ def test_a_factorys_localnet_trains_and_its_run_records_what_it_fixes(factory_mo
 
 
 @pytest.mark.slow
-def test_a_vit_factory_trains_analyses_every_boundary_and_plots_from_the_cli(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
+def test_a_vit_factory_trains_analyses_every_boundary_and_plots_from_the_cli(tmp_path, tiny_vit):
     runs = tmp_path / "runs"
-    try:
-        assert main(["train", "--arch", "tiny_vit:tiny_vit", "-K", "3", "--context", "E", *TINY,
-                     "--out-dir", str(runs)]) == 0
-        (run,) = runs.iterdir()
-        assert main(["analyze", str(run), *FAST_ANALYSIS, "--tokens", "mean"]) == 0
-        model, _ = load_run(run)
-    finally:
-        sys.modules.pop("tiny_vit", None)
+    assert main(["train", "--arch", tiny_vit, "-K", "3", "--context", "E", *TINY, "--out-dir", str(runs)]) == 0
+    (run,) = runs.iterdir()
+    assert main(["analyze", str(run), *FAST_ANALYSIS, "--tokens", "mean"]) == 0
+    model, _ = load_run(run)
     points = boundary_points(model)
     assert points == ["block0", "m1.in", "block2", "m2.in", "block3"]  # units: embed, block0..block3
     rows = read_table(run / "mi.csv")

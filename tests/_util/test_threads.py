@@ -7,14 +7,6 @@ from mi_analysis._util.threads import auto_threads, intra_op_threads, resolve_th
 from mi_analysis.estimators import estimate
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_auto_leaves_the_cores_others_use(monkeypatch, two_threads):
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
     for busy, expected in ((0, 2), (1, 2), (3, 1), (9, 1)):   # capped by torch's 2, at least 1

@@ -323,15 +323,6 @@ class ThreadCounter(nn.Module):
         return self.layer(x)
 
 
-@pytest.fixture
-def two_threads():
-    """The caller runs 2 intra-op threads (restored to the session's count after the test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_forward_runs_under_the_threads_asked_for_and_the_callers_count_is_restored(two_threads, monkeypatch):
     model = ThreadCounter()
     capture(model, torch.randn(6, 3), ["layer"], batch_size=2, threads=1)

@@ -1,8 +1,6 @@
 """Token models (units with (T, C) activations): local heads, context encoders, isolation, the
 token reductions of the capture, and I(h;x) of token activations through the estimators."""
-import sys
 from importlib import import_module
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,15 +11,6 @@ from mi_analysis.capture import Tokens, capture, make_reduction
 from mi_analysis.models import LocalNet, build
 from mi_analysis.models.heads import aux_head
 from mi_analysis.models.token_context import PatchContext, token_grid, token_image_encoder, token_residual_encoder
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
-
-
-@pytest.fixture
-def tiny_vit(monkeypatch):
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    yield "tiny_vit:tiny_vit"
-    sys.modules.pop("tiny_vit", None)
 
 
 def vit(arch, num_modules, context):
