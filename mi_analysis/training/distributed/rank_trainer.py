@@ -45,8 +45,9 @@ def check_setup(config: RunConfig, parallel: str, world_size: int, schedule: str
     else:
         assign_modules(config.model.num_modules, world_size)
         if config.model.local_rule == "man" and world_size > 1:
-            raise ValueError("local_rule='man' keeps a momentum copy of module k+1's first unit in module k's head, which "
-                             "module parallel would put on another process than module k+1; use --parallel data")
+            raise ValueError("local_rule='man' keeps a momentum copy of module k+1's first unit in module k's "
+                             "head, which module parallel would put on another process than module k+1; "
+                             "use --parallel data")
     device = config.train.device
     if world_size > 1 and device.startswith("cuda:"):
         raise ValueError(f"train.device={device!r} would put every process on one GPU; use 'cuda' or "
