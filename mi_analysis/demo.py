@@ -115,21 +115,21 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     summaries: dict[tuple[str, int], dict[str, Any]] = {}  # (label, seed) -> the run's summary
-    for (mode, seed), config in demo_configs(settings, out_dir).items():
+    for (label, seed), config in demo_configs(settings, out_dir).items():
         start = time.perf_counter()
         trainer = Trainer.start(config)
-        print(f"[demo] training {mode} (K={config.model.num_modules}, seed {seed}) -> {trainer.run_dir}", flush=True)
-        summaries[mode, seed] = trainer.run()
-        timings[f"train {_label(mode, seed, settings)}"] = time.perf_counter() - start
+        print(f"[demo] training {label} (K={config.model.num_modules}, seed {seed}) -> {trainer.run_dir}", flush=True)
+        summaries[label, seed] = trainer.run()
+        timings[f"train {_stage(label, seed, settings)}"] = time.perf_counter() - start
 
     # one analysis seed (AnalysisConfig's) for every run: all are measured on the same held-out samples and folds
     analysis = AnalysisConfig(held_out_size=settings.held_out_size)
     mi_rows = []
-    for (mode, seed), summary in summaries.items():
+    for (label, seed), summary in summaries.items():
         start = time.perf_counter()
-        print(f"[demo] analysing {mode} (seed {seed})", flush=True)
+        print(f"[demo] analysing {label} (seed {seed})", flush=True)
         mi_rows += analyze_run(summary["run_dir"], analysis, out=out_dir / "mi.csv")
-        timings[f"analyse {_label(mode, seed, settings)}"] = time.perf_counter() - start
+        timings[f"analyse {_stage(label, seed, settings)}"] = time.perf_counter() - start
 
     start = time.perf_counter()
     comparisons = compare([out_dir / "mi.csv"], out=out_dir / "comparisons.csv")
@@ -147,8 +147,9 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: Path = Path("runs
     return summary
 
 
-def _label(mode: str, seed: int, settings: DemoSettings) -> str:
-    return mode if len(settings.seeds) == 1 else f"{mode} seed {seed}"
+def _stage(label: str, seed: int, settings: DemoSettings) -> str:
+    """A run's name in the wall-time table: its label, and its seed when there are several."""
+    return label if len(settings.seeds) == 1 else f"{label} seed {seed}"
 
 
 def _boundary_units(run_dir: str) -> list[str]:
@@ -188,14 +189,14 @@ def _boundary_label(k: int) -> str:
 
 
 def accuracy_table(summaries: dict[tuple[str, int], dict[str, Any]]) -> str:
-    """Markdown: per (mode, seed), final test accuracy and each module's local-head accuracy (last
+    """Markdown: per (run label, seed), final test accuracy and each module's local-head accuracy (last
     epoch, training data)."""
     width = max(len(s["local_acc"]) for s in summaries.values())
     head = ["mode", "seed", "K", "test acc", "val acc", *(f"head m{k}" for k in range(width))]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for (mode, seed), s in summaries.items():
+    for (label, seed), s in summaries.items():
         heads = [f"{a:.3f}" for a in s["local_acc"]] + [""] * (width - len(s["local_acc"]))
-        lines.append("| " + " | ".join([mode, str(seed), str(len(s["local_acc"])), f"{s['final_test_acc']:.3f}",
+        lines.append("| " + " | ".join([label, str(seed), str(len(s["local_acc"])), f"{s['final_test_acc']:.3f}",
                                         f"{s['final_val_acc']:.3f}", *heads]) + " |")
     return "\n".join(lines)
 
