@@ -74,6 +74,15 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     write_text(path, buffer.getvalue())
 
 
+def read_header(path: str | os.PathLike) -> tuple[str, ...]:
+    """The header line of a CSV file (empty for an empty file); not UTF-8 text csv: a ValueError naming it."""
+    try:
+        with open(path, newline="") as handle:
+            return tuple(next(csv.reader(handle), ()))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path} is not a UTF-8 csv table ({err})") from None
+
+
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     """The rows of a CSV file as dicts of strings (keys from the header line); a file that is not
     UTF-8 text csv is a ValueError naming it."""

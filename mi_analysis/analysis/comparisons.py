@@ -38,7 +38,6 @@ or estimates is likewise a difference of those numbers (docs/information.md).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from pathlib import Path
@@ -46,7 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mi_analysis._util.files import write_csv
+from mi_analysis._util.files import read_header, write_csv
 from mi_analysis.models import E2E
 from mi_analysis.models.config import run_label
 
@@ -116,9 +115,9 @@ def load_tables(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], dic
     terms: dict[tuple[str, ...], SampleTerms] = {}
     for item in map(Path, inputs):
         if item.is_dir():
-            tables = [p for p in sorted(item.rglob("*.csv")) if _header_ok(p)]
+            tables = [p for p in sorted(item.rglob("*.csv")) if is_mi_header(read_header(p))]
         elif item.is_file():
-            if not _header_ok(item):
+            if not is_mi_header(read_header(item)):
                 raise ValueError(f"{item} is not an mi.csv table")
             tables = [item]
         else:
@@ -129,11 +128,6 @@ def load_tables(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], dic
     if not rows:
         raise ValueError(f"found no mi.csv rows in {[str(i) for i in inputs]}")
     return list(rows.values()), terms
-
-
-def _header_ok(path: Path) -> bool:
-    with open(path, newline="") as handle:
-        return is_mi_header(next(csv.reader(handle), ()))
 
 
 def compare(

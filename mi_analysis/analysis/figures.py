@@ -15,12 +15,11 @@ Written (each as .png and .pdf), when the tables hold what they need:
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from mi_analysis._util.files import read_csv
+from mi_analysis._util.files import read_csv, read_header
 from mi_analysis.analysis import plots
 from mi_analysis.models.config import run_mode
 
@@ -47,15 +46,16 @@ def _read_all(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[
     comparisons: dict[Path, list[dict[str, str]]] = {}
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(item.rglob("*.csv"))
-            tables = [p for p in found if _is_mi_table(p)]
-            comparisons.update((p, read_csv(p)) for p in found if _is_comparisons(p))
+            headers = {p: read_header(p) for p in sorted(item.rglob("*.csv"))}
+            tables = [p for p, header in headers.items() if is_mi_header(header)]
+            comparisons.update((p, read_csv(p)) for p, header in headers.items() if _is_comparisons(header))
             summaries.update((s["path"], s) for s in collect_runs(item))
         elif item.is_file():
-            if _is_comparisons(item):
+            header = read_header(item)
+            if _is_comparisons(header):
                 comparisons[item] = read_csv(item)
                 continue
-            if not _is_mi_table(item):
+            if not is_mi_header(header):
                 raise ValueError(f"{item} is neither an mi.csv table (columns {list(MI_COLUMNS)}) nor a "
                                  "comparisons.csv table (mi-analysis compare)")
             tables = [item]
@@ -66,20 +66,8 @@ def _read_all(inputs: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[
     return list(rows.values()), list(summaries.values()), comparisons
 
 
-def _header(path: Path) -> tuple[str, ...]:
-    try:
-        with open(path, newline="") as handle:
-            return tuple(next(csv.reader(handle), ()))
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise ValueError(f"{path} is not a UTF-8 csv table ({err})") from None
-
-
-def _is_comparisons(path: Path) -> bool:
-    return _header(path) in (COMPARISON_COLUMNS, FORMAT_2_COMPARISON_COLUMNS)
-
-
-def _is_mi_table(path: Path) -> bool:
-    return is_mi_header(_header(path))
+def _is_comparisons(header: tuple[str, ...]) -> bool:
+    return header in (COMPARISON_COLUMNS, FORMAT_2_COMPARISON_COLUMNS)
 
 
 def make_figures(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:

@@ -68,6 +68,7 @@ def seed_mean(values: Sequence[float], stderrs: Sequence[float]) -> SeedMean:
 
 
 SEED_GROUP = ("mode", "K", "epoch", "point", "quantity", "estimator")
+_GROUP = (*SEED_GROUP, "rule")  # rules are never mixed; an empty rule (older tables) is gll
 
 
 def seed_table(rows: Sequence[dict]) -> list[dict]:
@@ -77,16 +78,16 @@ def seed_table(rows: Sequence[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if str(row.get("seed", "")) not in ("", "None"):
-            key = (*(str(row[c]) for c in SEED_GROUP), str(row.get("rule") or "gll"))  # rules are never mixed
+            key = (*(str(row[c]) for c in SEED_GROUP), str(row.get("rule") or "gll"))
             groups.setdefault(key, []).append(row)
     out = []
     for key, members in groups.items():
         seeds = sorted({int(row["seed"]) for row in members})
         if len(seeds) != len(members):
-            raise ValueError(f"{dict(zip((*SEED_GROUP, 'rule'), key))} has several rows of one seed (seeds {seeds}); aggregate "
+            raise ValueError(f"{dict(zip(_GROUP, key))} has several rows of one seed (seeds {seeds}); aggregate "
                              "one configuration at a time")
         if len(seeds) < 2:
-            raise ValueError(f"{dict(zip((*SEED_GROUP, 'rule'), key))} has a single seed ({seeds[0]}); a mean over seeds needs "
+            raise ValueError(f"{dict(zip(_GROUP, key))} has a single seed ({seeds[0]}); a mean over seeds needs "
                              "at least 2 (train more seeds, --seeds)")
         values = [float(row["value"]) for row in members]
         stderrs = [stderr_from_ci(float(row["ci_low"]), float(row["ci_high"])) for row in members]

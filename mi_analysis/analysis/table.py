@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from mi_analysis._util.files import atomic_write, file_lock, read_csv
+from mi_analysis._util.files import atomic_write, file_lock, read_csv, read_header
 from mi_analysis._util.version import check_format_version
 
 from .settings import AnalysisConfig
@@ -112,8 +112,7 @@ class MiTable:
     def _check_existing(self) -> None:
         if self.path.is_dir():
             raise ValueError(f"the table {self.path} is a folder; expected a csv file path (--out PATH / out=)")
-        with open(self.path, newline="") as handle:
-            header = next(csv.reader(handle), None)
+        header = read_header(self.path) or None
         if header is not None and tuple(header) in OLDER_COLUMNS:
             self.columns = tuple(header)  # new rows keep its columns; their terms still go beside it
         elif header is not None and tuple(header) != MI_COLUMNS:
