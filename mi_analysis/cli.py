@@ -16,7 +16,7 @@ import torch
 from mi_analysis._util.config import parse_value
 from mi_analysis._util.threads import resolve_threads
 from mi_analysis.analysis import AnalysisConfig, analyze_run, settings_path
-from mi_analysis.analysis.comparisons import compare
+from mi_analysis.analysis.comparisons import ALPHA, compare
 from mi_analysis.analysis.figures import make_figures
 from mi_analysis.analysis.runs import why_not_analysable
 from mi_analysis.bench import main as bench_main
@@ -255,9 +255,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     rows = compare(args.inputs, pairs=args.pairs, seeds=args.seeds, out=args.out)
     measured = [row for row in rows if "diff" in row]
-    significant = sum(row.get("p_holm", 1.0) < 0.05 for row in measured)
+    significant = sum(row.get("p_holm", 1.0) < ALPHA for row in measured)
     unpaired = sum(not row["paired"] for row in measured)
-    print(f"{len(rows)} rows in {args.out}: {len(measured)} differences ({significant} with Holm-adjusted p < 0.05, "
+    print(f"{len(rows)} rows in {args.out}: {len(measured)} differences ({significant} with Holm-adjusted p < {ALPHA}, "
           f"{unpaired} unpaired), {len(rows) - len(measured)} gaps (see the note column)")
     return 0
 
