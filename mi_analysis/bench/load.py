@@ -52,9 +52,10 @@ def _phase(call, settings: list, repeats: int) -> dict[Any, dict[str, Any]]:
     for _ in range(repeats):
         for setting in settings:
             busy.append(busy_elsewhere())
-            used[setting].add(resolve_threads(setting))
+            threads = resolve_threads(setting)  # "auto" resolved here, so the call uses what is recorded
+            used[setting].add(threads)
             start = time.perf_counter()
-            call(setting)
+            call(threads)
             seconds[setting].append(time.perf_counter() - start)
     return {s: {"seconds": statistics.median(seconds[s]), "all_seconds": seconds[s], "threads": sorted(used[s]),
                 "busy_elsewhere": statistics.median(busy)} for s in settings}
@@ -70,8 +71,8 @@ def run(n: int = 10_000, dims: int = 5, k: int = 5, load: int = 2, repeats: int 
     settings: list = [AUTO, torch.get_num_threads(), 1]
     settings = list(dict.fromkeys(settings))  # torch may already run one thread
 
-    def call(setting):
-        estimate(x, y, method="ksg", k=k, seed=seed, threads=setting)
+    def call(threads):
+        estimate(x, y, method="ksg", k=k, seed=seed, threads=threads)
 
     call(1)  # warm-up
     alone = _phase(call, settings, repeats)

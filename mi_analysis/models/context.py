@@ -75,8 +75,8 @@ def context_mode(name: str, num_modules: int) -> ContextMode:
 
 def _spatial(shape: Sequence[int]) -> bool:
     if len(shape) not in (1, 3):
-        raise ValueError(f"context encoders need (C, H, W), (T, C) or (F,) tensors per sample, "
-                         f"got shape {tuple(shape)}")
+        raise ValueError(f"context encoders need (C, H, W) or (F,) tensors per sample (token cuts (T, C) "
+                         f"take token encoders, models/token_context.py), got shape {tuple(shape)}")
     return len(shape) == 3
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from .resnet import init_conv_bn_
 
-DEFAULT_SEED = 0  # the seed of a model built without one (build, LocalNet, resnet_units)
+DEFAULT_SEED = 0  # the seed of a model built without one (build, build_model, LocalNet)
 
 
 def part_seed(seed: int, name: str) -> int:

@@ -182,7 +182,6 @@ class _LeanEncoder(torch.autograd.Function):
         source, kept_z, pooled_mask, pooled_xhat, *stats = ctx.saved_tensors
         stages, pool = ctx.stages, ctx.pool
         first_stages, (last_conv, last_bn) = stages[:-1], stages[-1]
-        grads: list[Tensor | None] = []
         with torch.no_grad():
             # recompute the earlier stages' outputs: the last conv's input
             h = source

@@ -61,13 +61,10 @@ def auglocal_units(cut: int, last: int, depth: int) -> tuple[int, ...]:
     return tuple(round(cut + (last - cut) / depth * i) for i in range(1, depth + 1))
 
 
-def fresh_copy(module: nn.Module) -> nn.Module:
-    """A copy of module with its own parameters, reset where a layer knows how (reset_parameters)."""
-    clone = copy.deepcopy(module)
-    for m in clone.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-    return clone
+def own_copy(module: nn.Module) -> nn.Module:
+    """A copy of module with parameters of its own; LocalNet re-initialises every head as a part of its
+    own (models/init.py init_parts_), so the copy does not keep the original's weights."""
+    return copy.deepcopy(module)
 
 
 def _adapter(have: Sequence[int], need: Sequence[int]) -> nn.Module:
@@ -89,9 +86,9 @@ def auglocal_head(units: Sequence[nn.Module], shapes: Sequence[Sequence[int]], c
         need = tuple(shapes[i - 1])
         if have != need:
             layers[f"adapt{i}"] = _adapter(have, need)
-        layers[f"unit{i}"] = fresh_copy(units[i])
+        layers[f"unit{i}"] = own_copy(units[i])
         have = tuple(shapes[i])
-    layers["classifier"] = fresh_copy(classifier)
+    layers["classifier"] = own_copy(classifier)
     return nn.Sequential(layers)
 
 
@@ -101,7 +98,7 @@ class MomentumHead(nn.Module):
     def __init__(self, next_unit: nn.Module, head: nn.Module):
         super().__init__()
         self.ema = copy.deepcopy(next_unit).requires_grad_(False)
-        self.learned = fresh_copy(next_unit)  # the learnable bias (LB), initialised as its own part
+        self.learned = own_copy(next_unit)  # the learnable bias (LB)
         self.head = head
 
     def forward(self, h: Tensor) -> Tensor:

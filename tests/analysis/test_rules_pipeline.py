@@ -72,8 +72,9 @@ def test_man_is_refused_under_module_parallel_and_seeds_are_averaged_per_rule():
     from mi_analysis.analysis.seeds import seed_table
     from mi_analysis.training.distributed.rank_trainer import check_setup
     config = RunConfig(model=ModelConfig(arch="resnet20", num_modules=4, local_rule="man"))
-    with pytest.raises(ValueError, match="local_rule='man'.*--parallel data"):
-        check_setup(config, "module", 2)
+    for width in (1, 2):  # at width 1 too: the pipeline's step never updates the momentum copies
+        with pytest.raises(ValueError, match="local_rule='man'.*--parallel data"):
+            check_setup(config, "module", width)
     check_setup(config, "data", 2)
     row = {"mode": "R0", "K": 4, "epoch": 1, "point": "p", "quantity": "I(h;y)", "estimator": "probe_linear",
            "depth": 0, "module": 0, "kind": "lower_bound", "ci_low": 0.0, "ci_high": 0.2}

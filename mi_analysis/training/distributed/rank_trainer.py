@@ -44,10 +44,10 @@ def check_setup(config: RunConfig, parallel: str, world_size: int, schedule: str
                              f"need train.batch_size >= {world_size}, got {config.train.batch_size}")
     else:
         assign_modules(config.model.num_modules, world_size)
-        if config.model.local_rule == "man" and world_size > 1:
+        if config.model.local_rule == "man":  # the pipeline's step has no momentum update
             raise ValueError("local_rule='man' keeps a momentum copy of module k+1's first unit in module k's "
-                             "head, which module parallel would put on another process than module k+1; "
-                             "use --parallel data")
+                             "head, updated by LocalNet.training_step, which module parallel does not run "
+                             "(and at several processes module k+1 lives on another one); use --parallel data")
     device = config.train.device
     if world_size > 1 and device.startswith("cuda:"):
         raise ValueError(f"train.device={device!r} would put every process on one GPU; use 'cuda' or "
