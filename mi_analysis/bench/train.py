@@ -61,6 +61,18 @@ class Runner:
             self.cuda_peak = max(self.cuda_peak, torch.cuda.max_memory_allocated(self.x.device) - before)
 
 
+def _batch(batch_size: int, image_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The benchmark's fixed batch: (B, 3, S, S) normal images and labels of 10 classes, from seed 0."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device)
+    return x, torch.randint(0, 10, (batch_size,), generator=generator).to(device)
+
+
+def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The paper recipe's optimiser (SGD, Nesterov 0.9, weight decay 1e-4) at a small learning rate."""
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+
+
 def prepare(arch: str, num_modules: int, context: str, batch_size: int, image_size: int, device: torch.device, *,
             bf16: bool, channels_last: bool, compile: bool, recompute_context: bool = False,
             lean_context_backward: bool = True) -> tuple[Runner, dict[str, Any]]:
@@ -69,9 +81,7 @@ def prepare(arch: str, num_modules: int, context: str, batch_size: int, image_si
     torch.manual_seed(0)
     model = build(arch, num_modules, context, image_size=image_size, recompute_context=recompute_context,
                   lean_context_backward=lean_context_backward).to(device)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device)
-    y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
+    x, y = _batch(batch_size, image_size, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -81,7 +91,7 @@ def prepare(arch: str, num_modules: int, context: str, batch_size: int, image_si
     if compile:
         for unit in model.units:
             unit.compile()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    optimizer = _optimizer(model)
     label = ("E2E" if num_modules == 1 else f"{context} K={num_modules}" + " +recompute" * recompute_context
              + " (plain autograd encoders)" * (not lean_context_backward))
     measured = {"forward_flops": flops["forward"], "step_flops": flops["step"], "ops_per_step": flops["ops"],
@@ -97,10 +107,8 @@ def prepare_reference(path: str, arch: str, num_modules: int, context: str, batc
 
     torch.manual_seed(0)
     model = ReferenceNet(path, arch, num_modules, context, batch_size, image_size, device).to(device)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device)
-    y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    x, y = _batch(batch_size, image_size, device)
+    optimizer = _optimizer(model)
     measured = {"forward_flops": ours["forward_flops"], "step_flops": ours["step_flops"], "ops_per_step": None,
                 "peak_saved_bytes": None}
     return Runner(f"reference {context} K={num_modules}", num_modules, context, model, optimizer, x, y, None), measured

@@ -158,8 +158,8 @@ class ContextSupply(nn.Module):
     that a later cut still reads.
 
     Encoders whose pooling shrinks their full-resolution tensors (E at a cut below full image
-    resolution, residual encoders reading an earlier stage) train through lean_encoder's
-    memory-lean backward: same outputs, gradients equal up to float rounding, a fraction of the
+    resolution, residual encoders reading an earlier stage) and, without recompute, unpooled conv
+    encoders train through lean_encoder's memory-lean backward: same outputs, gradients equal up to float rounding, a fraction of the
     memory. lean_backward=False (the model option lean_context_backward) runs every encoder
     through plain autograd (the reference the tests compare with; faster on some CPUs).
     """
